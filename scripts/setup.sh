@@ -36,6 +36,7 @@ VPY=.venv/bin/python
 "$VPY" -c "import torch" 2>/dev/null || "$VPY" -m pip install -q "torch==2.13.0"
 EXTRAS=${NAPARI_GRAINS_EXTRAS:-pyqt5,test,dev}
 echo "[setup] installing napari-grains[$EXTRAS]"
-"$VPY" -m pip install -q -e ".[$EXTRAS]" 2>&1 | grep -vE "^WARNING: Location|^ *$" || true
-"$VPY" -c "import napari_grains" || { echo "[setup] install failed" >&2; exit 1; }
+# pip's warnings about this machine's unused local index folders are noise: filter them.
+"$VPY" -m pip install -q -e ".[$EXTRAS]" 2>&1 | { grep -vE "^WARNING: Location .* is ignored" || true; }
+[ "${PIPESTATUS[0]}" = 0 ] || { echo "[setup] pip install failed" >&2; exit 1; }
 echo "[setup] done: $("$VPY" -c 'import napari_grains, torch; print("napari-grains", napari_grains.__version__, "torch", torch.__version__)')"
