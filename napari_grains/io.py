@@ -92,9 +92,6 @@ def _scale(a: np.ndarray, dtype: np.dtype) -> np.ndarray:
         info = np.iinfo(dtype)
         if info.min < 0:
             return (a - info.min) / (info.max - info.min)
-        if dtype.itemsize >= 2 and a.max(initial=0) < 4096 and a.max(initial=0) > 255:
-            # 12-bit detector data stored in 16-bit words: scale by the 12-bit range.
-            return a / 4095.0
         return a / info.max
     if not np.all(np.isfinite(a)):
         return a
@@ -161,13 +158,11 @@ def _read_tiff(p: Path):
 
     with tifffile.TiffFile(p) as tf:
         page = tf.pages[0]
-        arr = page.asarray()
-        if len(tf.pages) > 1 and arr.ndim == 2 and not tf.is_multipage_rgb if hasattr(tf, "is_multipage_rgb") else False:
-            pass
         pixel_size, unit = _tiff_pixel_size(tf, page)
         meta = {"pages": len(tf.pages)}
-        if len(tf.series) and tf.series[0].ndim >= 3 and tf.series[0].shape[-1] not in (3, 4):
-            arr = tf.series[0].asarray()
+        # The first series is the image as the writer meant it: a stack stays a stack, so
+        # to_gray_float can refuse it with a clear message instead of silently taking plane 0.
+        arr = tf.series[0].asarray() if len(tf.series) else page.asarray()
     return arr, pixel_size, unit, meta
 
 
@@ -254,14 +249,13 @@ def atomic_write(
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", *, overwrite: bool = True,
                 **kwargs) -> Iterator:
-    """``open()`` for writing, all-or-nothing: the file appears only if the block succeeds."""
-    holder = {}
+    """``open()`` for writing, all-or-nothing: the file appears only if the block succeeds.
 
-    def _w(tmp: Path) -> None:
-        with open(tmp, mode, **kwargs) as fh:
-            holder["fh"] = fh
-            yield_box.append(fh)
-    yield_box: list = []
+    Examples
+    --------
+    >>> with atomic_open(tmp_path / "table.csv") as fh:  # doctest: +SKIP
+    ...     fh.write("a,b\\n")
+    """
     p = Path(path)
     if p.exists() and not overwrite:
         raise GrainsError(f"{p} exists already; choose another name or allow overwriting.")
@@ -279,7 +273,6 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, overwrite: bool = T
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    del holder, _w
 
 
 def list_images(paths) -> list[Path]:
