@@ -1,0 +1,723 @@
+"""Net1 and Net2: the two networks of the paper, built from a model card, and their weights on disk.
+
+A model is a folder ``models/<name>/`` (or any folder a user points at) holding
+
+- ``net1.safetensors`` -- Net1, the *initial guess*: edge stack (3 channels, 0/255) -> boundary map;
+- ``net2.safetensors`` -- Net2, the *refinement* (the paper's diffusion model), applied again and
+  again to its own output;
+- ``card.json`` -- what the networks are (architecture name and parameters), how their inputs and
+  outputs are scaled, how they were trained, what they scored, and the sha256 of each weights file.
+
+The architecture is chosen by the card, never by code edits: :data:`ARCHITECTURES` maps a name to an
+``nn.Module`` class whose keyword arguments are the card's ``params``. The one architecture shipped,
+``"encoder_decoder"``, covers both of the authors' networks (see ``docs/paper-model.md`` for the
+layer table) and the project's variants (skip connections, other widths, depths and kernels).
+
+Scaling lives in the card and is applied inside :meth:`GrainModel.initial_guess` and
+:meth:`GrainModel.refine`, so the pipeline and training see one convention for every model:
+edges in 0..255 in, boundary probability in [0, 1] out.
+
+Examples
+--------
+>>> import torch
+>>> from napari_grains.nets import load_model
+>>> model = load_model("paper")
+>>> edges = torch.zeros(1, 3, 96, 496)          # the 0/255 edge stack, (N, 3, H, W)
+>>> guess = model.initial_guess(edges)          # (1, 1, 96, 496) in [0, 1]
+>>> better = model.refine(guess)                # one Net2 iteration
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from napari_grains.errors import GrainsError
+from napari_grains.io import atomic_write
+
+__all__ = [
+    "ARCHITECTURES",
+    "MODELS_DIR",
+    "CARD_FORMAT",
+    "EncoderDecoder",
+    "GrainModel",
+    "NetScaling",
+    "build_model",
+    "build_net",
+    "count_parameters",
+    "fuse_batch_norm",
+    "list_models",
+    "load_model",
+    "paper_card",
+    "resolve_model_path",
+    "save_model",
+    "sha256_file",
+]
+
+#: Folder of the models shipped with the package (``napari_grains/models`` -> ``../models``).
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+#: Version of the card layout written by :func:`save_model`.
+CARD_FORMAT = 1
+
+_NETS = ("net1", "net2")
+
+
+# --------------------------------------------------------------------------------------------
+# the networks
+# --------------------------------------------------------------------------------------------
+
+
+class _ConvBlock(nn.Module):
+    """conv k×k 'same' -> (batch norm) -> ReLU."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, batch_norm: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
+        self.bn = nn.BatchNorm2d(cout, eps=1e-5) if batch_norm else nn.Identity()
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class _UpBlock(nn.Module):
+    """transposed conv 2×2 stride 2 -> ((skip concat) conv -> (batch norm)) -> ReLU."""
+
+    def __init__(
+        self, cin: int, cout: int, skip: int, conv_kernel: int | None, batch_norm: bool
+    ) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(cin, cout, 2, stride=2)
+        self.skip = skip
+        if conv_kernel:
+            self.conv = nn.Conv2d(cout + skip, cout, conv_kernel, padding=conv_kernel // 2)
+            self.bn = nn.BatchNorm2d(cout, eps=1e-5) if batch_norm else nn.Identity()
+        else:
+            self.conv = None
+            self.bn = nn.Identity()
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+        y = self.up(x)
+        if self.conv is None:
+            y = self.act(y)
+            if skip is not None:
+                y = torch.cat([y, skip], dim=1)
+            return y
+        if skip is not None:
+            y = torch.cat([y, skip], dim=1)
+        return self.act(self.bn(self.conv(y)))
+
+
+class EncoderDecoder(nn.Module):
+    """A fully convolutional encoder-decoder; both of the paper's networks are instances.
+
+    Encoder stage *i*: conv ``encoder_kernels[i]`` 'same' -> (batch norm) -> ReLU -> max-pool 2×2.
+    Bridge (optional): conv ``bridge_kernel`` -> (batch norm) -> ReLU at ``bridge_width``.
+    Decoder stage *i*: transposed conv 2×2 stride 2 to ``decoder_widths[i]`` -> then either ReLU
+    (``decoder_conv_kernel`` None, Net2) or conv ``decoder_conv_kernel`` 'same' -> (batch norm)
+    -> ReLU (Net1). Head: conv 1×1 -> clipped ReLU ``min(max(x, 0), ceiling)``.
+
+    With ``skip_connections`` the decoder concatenates the matching encoder features (before
+    pooling) after each up-sampling, U-Net style; the authors' networks have none.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the input (3 for the edge stack, 1 for a boundary map).
+    encoder_widths : list of int
+        Output channels of each encoder stage; its length is the depth (number of max-pools).
+    encoder_kernels : int or list of int
+        Kernel size of each encoder conv (odd), one per stage or one for all.
+    decoder_widths : list of int
+        Output channels of each decoder stage; same length as ``encoder_widths``.
+    decoder_conv_kernel : int or None
+        Kernel of the conv after each up-sampling; None for none (then ReLU follows the
+        transposed conv directly).
+    bridge_width : int or None
+        Width of the conv between encoder and decoder; None for none.
+    bridge_kernel : int
+        Kernel of the bridge conv.
+    batch_norm : bool
+        Batch norm after every conv except the head.
+    skip_connections : bool
+        Concatenate encoder features into the decoder.
+    ceiling : float
+        Ceiling of the output clipped ReLU (255 for Net1, 1 for Net2 of the paper).
+    out_channels : int
+        Channels of the output (1).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        encoder_widths: list[int],
+        encoder_kernels: int | list[int] = 3,
+        decoder_widths: list[int],
+        decoder_conv_kernel: int | None = 3,
+        bridge_width: int | None = None,
+        bridge_kernel: int = 3,
+        batch_norm: bool = True,
+        skip_connections: bool = False,
+        ceiling: float = 1.0,
+        out_channels: int = 1,
+    ) -> None:
+        super().__init__()
+        depth = len(encoder_widths)
+        if isinstance(encoder_kernels, int):
+            encoder_kernels = [encoder_kernels] * depth
+        if depth < 1 or len(decoder_widths) != depth or len(encoder_kernels) != depth:
+            raise GrainsError(
+                "model card: encoder_widths, encoder_kernels and decoder_widths must have the "
+                f"same non-zero length (got {depth}, {len(encoder_kernels)}, "
+                f"{len(decoder_widths)}); fix the card's 'params'."
+            )
+        for k in [*encoder_kernels, bridge_kernel, decoder_conv_kernel or 1]:
+            if k < 1 or k % 2 == 0:
+                raise GrainsError(f"model card: kernel sizes must be odd and positive (got {k}).")
+        self.depth = depth
+        self.ceiling = float(ceiling)
+        self.skip_connections = bool(skip_connections)
+
+        self.enc = nn.ModuleList()
+        c = in_channels
+        for w, k in zip(encoder_widths, encoder_kernels):
+            self.enc.append(_ConvBlock(c, w, k, batch_norm))
+            c = w
+        self.pool = nn.MaxPool2d(2, stride=2)
+        self.bridge = nn.ModuleList()
+        if bridge_width:
+            self.bridge.append(_ConvBlock(c, bridge_width, bridge_kernel, batch_norm))
+            c = bridge_width
+        self.dec = nn.ModuleList()
+        skips = list(reversed(encoder_widths)) if skip_connections else [0] * depth
+        for w, s in zip(decoder_widths, skips):
+            self.dec.append(_UpBlock(c, w, s, decoder_conv_kernel, batch_norm))
+            c = w if decoder_conv_kernel else w + s
+        self.head = nn.Conv2d(c, out_channels, 1)
+
+    @property
+    def multiple(self) -> int:
+        """Height and width of an input must be multiples of this (``2 ** depth``)."""
+        return 2**self.depth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map (N, C, H, W) to (N, 1, H, W) in [0, ceiling]; H, W multiples of ``multiple``."""
+        feats = []
+        for block in self.enc:
+            x = block(x)
+            feats.append(x)
+            x = self.pool(x)
+        for block in self.bridge:
+            x = block(x)
+        for block, f in zip(self.dec, reversed(feats)):
+            x = block(x, f if self.skip_connections else None)
+        return torch.clamp(self.head(x), 0.0, self.ceiling)
+
+
+#: Architecture name (the card's ``"architecture"``) -> ``nn.Module`` class taking ``params``.
+ARCHITECTURES: dict[str, type[nn.Module]] = {"encoder_decoder": EncoderDecoder}
+
+
+def build_net(spec: dict) -> nn.Module:
+    """Build one network, randomly initialised, from its card entry.
+
+    Parameters
+    ----------
+    spec : dict
+        ``{"architecture": name, "params": {...}, ...}``, e.g. ``card["net1"]``.
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Raises
+    ------
+    GrainsError
+        Unknown architecture or parameters it does not take.
+    """
+    name = spec.get("architecture")
+    if name not in ARCHITECTURES:
+        raise GrainsError(
+            f"model card names architecture {name!r}, which this version of napari-grains does "
+            f"not know (known: {', '.join(sorted(ARCHITECTURES))}); upgrade napari-grains or "
+            "fix the card."
+        )
+    try:
+        return ARCHITECTURES[name](**spec.get("params", {}))
+    except TypeError as exc:
+        raise GrainsError(f"model card: bad parameters for {name!r}: {exc}; fix the card.") from exc
+
+
+def count_parameters(net: nn.Module) -> int:
+    """Number of learnable parameters (batch-norm running statistics excluded)."""
+    return sum(p.numel() for p in net.parameters())
+
+
+def fuse_batch_norm(net: nn.Module) -> nn.Module:
+    """Return an inference-only copy of ``net`` with every batch norm folded into its conv.
+
+    ``y = gamma * (conv(x) - mean) / sqrt(var + eps) + beta`` is one conv with scaled weights and
+    a shifted bias, so the copy does the same arithmetic with fewer passes over memory. The
+    input network is not changed.
+    """
+    fused = copy.deepcopy(net).eval()
+    for mod in fused.modules():
+        conv = getattr(mod, "conv", None)
+        bn = getattr(mod, "bn", None)
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            with torch.no_grad():
+                s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                conv.weight.mul_(s.reshape(-1, 1, 1, 1))
+                b = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                conv.bias = nn.Parameter((b - bn.running_mean) * s + bn.bias)
+            mod.bn = nn.Identity()
+    return fused
+
+
+# --------------------------------------------------------------------------------------------
+# the model: two nets + card
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetScaling:
+    """How a net's input and output relate to the pipeline's conventions.
+
+    ``net_input = x * input_scale - input_mean`` and ``result = net_output / output_scale``
+    (then clipped to [0, 1]).
+
+    Attributes
+    ----------
+    input_scale : float
+        For Net1, ``x`` is the 0..255 edge stack; for Net2, ``x`` is a map in [0, 1].
+    input_mean : float
+        Subtracted after scaling (the paper's Net2: 'zerocenter', 27.370562).
+    output_scale : float
+        The net's output range (255 for the paper's Net1, 1 for its Net2).
+    """
+
+    input_scale: float = 1.0
+    input_mean: float = 0.0
+    output_scale: float = 1.0
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> NetScaling:
+        """Read the scaling fields of a card entry (missing ones take their defaults)."""
+        return cls(
+            input_scale=float(spec.get("input_scale", 1.0)),
+            input_mean=float(spec.get("input_mean", 0.0)),
+            output_scale=float(spec.get("output_scale", 1.0)),
+        )
+
+
+class GrainModel:
+    """A loaded model: Net1, Net2, their card, and the device they live on.
+
+    Pass it around; nothing is global. :meth:`initial_guess` and :meth:`refine` apply the
+    card's scaling, so callers always hand in edges in 0..255 and maps in [0, 1].
+
+    Attributes
+    ----------
+    name : str
+        Model name (``"paper"``, ``"default"``'s target, or a folder name).
+    card : dict
+        The model card (see ``docs/paper-model.md``).
+    path : Path or None
+        Folder it was loaded from; None for a model built in memory.
+    net1, net2 : torch.nn.Module
+        The networks (trainable; :meth:`initial_guess`/:meth:`refine` run them in eval mode).
+    device : torch.device
+    """
+
+    def __init__(
+        self,
+        name: str,
+        card: dict,
+        net1: nn.Module,
+        net2: nn.Module,
+        *,
+        path: Path | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.name = name
+        self.card = card
+        self.path = path
+        self.net1 = net1
+        self.net2 = net2
+        self.scaling1 = NetScaling.from_spec(card["net1"])
+        self.scaling2 = NetScaling.from_spec(card["net2"])
+        self.device = torch.device("cpu")
+        self._fused: dict[str, nn.Module] = {}
+        self.to(device or "cpu")
+
+    def __repr__(self) -> str:
+        return f"GrainModel(name={self.name!r}, path={self.path!s}, device={self.device!s})"
+
+    @property
+    def multiple(self) -> int:
+        """Height and width given to the nets must be multiples of this (16 for the paper)."""
+        return max(getattr(n, "multiple", 1) for n in (self.net1, self.net2))
+
+    def to(self, device: torch.device | str) -> GrainModel:
+        """Move both nets to ``device`` (in place) and return self."""
+        self.device = torch.device(device)
+        self.net1.to(self.device)
+        self.net2.to(self.device)
+        self._fused.clear()
+        return self
+
+    def _check(self, x: torch.Tensor, channels: int, what: str) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != channels:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise GrainsError(
+                f"{what} must be a tensor of shape (N, {channels}, H, W); got {shape}."
+            )
+        m = self.multiple
+        if x.shape[2] % m or x.shape[3] % m:
+            raise GrainsError(
+                f"{what} height and width must be multiples of {m} (got {x.shape[2]}×"
+                f"{x.shape[3]}); pad the image (napari_grains.extract does this for you)."
+            )
+        return x.to(self.device, torch.float32)
+
+    def _inference_net(self, key: str) -> nn.Module:
+        net = getattr(self, key)
+        if key not in self._fused:
+            self._fused[key] = fuse_batch_norm(net)
+        return self._fused[key]
+
+    def _run(self, key: str, x: torch.Tensor, scaling: NetScaling, grad: bool) -> torch.Tensor:
+        z = x * scaling.input_scale - scaling.input_mean
+        if grad:
+            y = getattr(self, key)(z)
+        else:
+            net = self._inference_net(key)
+            with torch.inference_mode():
+                y = net(z)
+        return torch.clamp(y / scaling.output_scale, 0.0, 1.0)
+
+    def initial_guess(self, edges: torch.Tensor, *, grad: bool = False) -> torch.Tensor:
+        """Run Net1 on an edge stack.
+
+        Parameters
+        ----------
+        edges : Tensor, shape (N, 3, H, W)
+            The edge stack (Sobel, LoG, Canny) as 0/255 floats; H and W multiples of
+            :attr:`multiple`.
+        grad : bool
+            False (default): inference -- no autograd, eval-mode net with batch norm fused
+            (a snapshot taken at first use; call :meth:`to` after changing weights). True: run the
+            trainable ``net1`` as it is (train or eval mode is the caller's), keeping gradients.
+
+        Returns
+        -------
+        Tensor, shape (N, 1, H, W)
+            Boundary probability in [0, 1].
+        """
+        return self._run("net1", self._check(edges, 3, "edges"), self.scaling1, grad)
+
+    def refine(self, x: torch.Tensor, *, grad: bool = False) -> torch.Tensor:
+        """One Net2 iteration on a boundary map.
+
+        Parameters
+        ----------
+        x : Tensor, shape (N, 1, H, W)
+            Boundary probability in [0, 1]; H and W multiples of :attr:`multiple`.
+        grad : bool
+            As for :meth:`initial_guess`.
+
+        Returns
+        -------
+        Tensor, shape (N, 1, H, W) in [0, 1]
+        """
+        return self._run("net2", self._check(x, 1, "boundary map"), self.scaling2, grad)
+
+    def invalidate(self) -> None:
+        """Forget the fused inference copies (call after changing the weights in place)."""
+        self._fused.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# cards, files
+# --------------------------------------------------------------------------------------------
+
+
+def paper_card() -> dict:
+    """The card of the authors' networks (architecture, scaling, preprocessing, training).
+
+    ``files`` (the sha256 of each weights file) is filled in by :func:`save_model`.
+    """
+    return {
+        "format": CARD_FORMAT,
+        "name": "paper",
+        "description": (
+            "The authors' published Net1 (initial guess) and Net2 (refinement, 'diffusion model'), "
+            "converted from their MATLAB SeriesNetwork files net1.mat / net2.mat."
+        ),
+        "net1": {
+            "architecture": "encoder_decoder",
+            "params": {
+                "in_channels": 3,
+                "encoder_widths": [16, 32, 64, 128],
+                "encoder_kernels": [3, 3, 3, 3],
+                "bridge_width": 128,
+                "bridge_kernel": 3,
+                "decoder_widths": [64, 32, 16, 8],
+                "decoder_conv_kernel": 3,
+                "batch_norm": True,
+                "skip_connections": False,
+                "ceiling": 255.0,
+                "out_channels": 1,
+            },
+            "input_scale": 1.0,
+            "input_mean": 0.0,
+            "output_scale": 255.0,
+            "input": "edge stack, 3 channels (Sobel, LoG, Canny), each 0 or 255",
+            "output": "boundary map 0..255 (clipped ReLU, ceiling 255)",
+        },
+        "net2": {
+            "architecture": "encoder_decoder",
+            "params": {
+                "in_channels": 1,
+                "encoder_widths": [4, 8, 16, 32],
+                "encoder_kernels": [15, 7, 5, 3],
+                "bridge_width": None,
+                "decoder_widths": [32, 16, 8, 4],
+                "decoder_conv_kernel": None,
+                "batch_norm": False,
+                "skip_connections": False,
+                "ceiling": 1.0,
+                "out_channels": 1,
+            },
+            "input_scale": 255.0,
+            "input_mean": 27.370562,
+            "output_scale": 1.0,
+            "input": "boundary map 0..255 minus the 'zerocenter' mean 27.370562",
+            "output": "boundary map 0..1 (clipped ReLU, ceiling 1)",
+        },
+        "preprocessing": {
+            "mode": "paper",
+            "input_size": [96, 496],
+            "upscale_below_rows": 50,
+            "percentiles": [1, 99],
+            "median_filter": 7,
+            "edges": ["sobel", "log", "canny"],
+            "edge_thresholds": "MATLAB edge() automatic defaults",
+            "threshold": 0.2,
+            "closing_disk_radius": 2,
+            "convergence": {"rule": "mean_abs_change", "tolerance": 0.003},
+        },
+        "training": {
+            "source": "the authors, as published (arXiv 2504.14782, Methods); not retrained here",
+            "framework": "MATLAB Deep Learning Toolbox (SeriesNetwork, regression output)",
+            "loss": "mean squared error (regressionLayer)",
+            "input_size": [96, 496],
+        },
+        "data_generator": {
+            "name": "the authors' concept-oriented synthetic data (MATLAB)",
+            "version": "A-S-Saleh/Concept-Oriented-Synthetic-Data-for-Crystal-Grain-Analysis@97c3add",
+        },
+        "metrics": {},
+        "license": "CC0-1.0",
+        "credit": (
+            "A. S. Saleh, K. Croes, H. Ceric, I. De Wolf, H. Zahedmanesh, 'Novel Concept-Oriented "
+            "Synthetic Data approach for Training Generative AI-Driven Crystal Grain Analysis "
+            "Using Diffusion Model', arXiv:2504.14782. Weights from "
+            "https://github.com/A-S-Saleh/Concept-Oriented-Synthetic-Data-for-Crystal-Grain-"
+            "Analysis (commit 97c3add), CC0 1.0."
+        ),
+        "files": {},
+    }
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_models() -> list[str]:
+    """Names of the models shipped in ``models/`` (folders holding a ``card.json``), sorted."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "card.json").is_file())
+
+
+def resolve_model_path(name_or_path: str | os.PathLike = "default") -> Path:
+    """Find the folder of a model given its name or a path.
+
+    ``"default"`` is ``models/default`` when that exists, else ``models/paper``. Another bare
+    name is ``models/<name>``. Anything else is a folder holding ``card.json``.
+
+    Raises
+    ------
+    GrainsError
+        When nothing matches; the message lists the shipped models.
+    """
+    text = os.fspath(name_or_path)
+    p = Path(text).expanduser()
+    is_name = not (os.sep in text or "/" in text or text.startswith(".")) and not p.is_dir()
+    if is_name:
+        if text == "default" and not (MODELS_DIR / "default" / "card.json").is_file():
+            text = "paper"
+        folder = MODELS_DIR / text
+        if not (folder / "card.json").is_file():
+            raise GrainsError(
+                f"unknown model {os.fspath(name_or_path)!r}; shipped models: "
+                f"{', '.join(list_models()) or 'none'}. Give one of these names or the folder of "
+                "a trained model (it holds card.json)."
+            )
+        return folder
+    if not p.is_dir():
+        raise GrainsError(f"model folder {p} does not exist; give a folder holding card.json.")
+    if not (p / "card.json").is_file():
+        raise GrainsError(
+            f"{p} has no card.json, so it is not a model folder; give the folder that "
+            "napari-grains train (or save_model) wrote."
+        )
+    return p
+
+
+def _corrupt(path: Path, why: str) -> GrainsError:
+    return GrainsError(
+        f"model file {path} is corrupt ({why}): re-install napari-grains or re-train."
+    )
+
+
+def build_model(card: dict, *, seed: int = 0, name: str | None = None,
+                device: torch.device | str | None = None) -> GrainModel:
+    """Build a model with randomly initialised weights from a card (for training).
+
+    Parameters
+    ----------
+    card : dict
+        A model card with ``net1`` and ``net2`` entries (see :func:`paper_card`).
+    seed : int
+        Seed of the initialisation; the global torch random state is left as it was.
+    name : str, optional
+        Model name; defaults to ``card["name"]``.
+    device : torch.device or str, optional
+
+    Returns
+    -------
+    GrainModel
+    """
+    for key in _NETS:
+        if not isinstance(card.get(key), dict):
+            raise GrainsError(f"model card has no {key!r} entry; fix the card.")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net1 = build_net(card["net1"])
+        net2 = build_net(card["net2"])
+    return GrainModel(name or str(card.get("name", "model")), copy.deepcopy(card), net1, net2,
+                      device=device)
+
+
+def load_model(name_or_path: str | os.PathLike = "default",
+               device: torch.device | str | None = None) -> GrainModel:
+    """Load a model by name (``"paper"``, ``"default"``, ...) or from a folder.
+
+    The sha256 of each weights file is checked against the card before loading, and the nets
+    are put in eval mode.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A shipped model's name (see :func:`list_models`), ``"default"``, or a model folder.
+    device : torch.device or str, optional
+        Where to put the nets (default CPU).
+
+    Returns
+    -------
+    GrainModel
+
+    Raises
+    ------
+    GrainsError
+        Unknown name, missing folder, or a missing or corrupt file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = resolve_model_path(name_or_path)
+    card_path = folder / "card.json"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _corrupt(card_path, f"unreadable card: {exc}") from exc
+    if not isinstance(card, dict):
+        raise _corrupt(card_path, "the card is not a JSON object")
+    model = build_model(card, name=str(card.get("name", folder.name)))
+    files = card.get("files", {})
+    for key in _NETS:
+        wpath = folder / f"{key}.safetensors"
+        if not wpath.is_file():
+            raise _corrupt(wpath, "missing")
+        expected = files.get(wpath.name, {}).get("sha256")
+        if expected is None:
+            raise _corrupt(card_path, f"no sha256 recorded for {wpath.name}")
+        if sha256_file(wpath) != expected:
+            raise _corrupt(wpath, "sha256 does not match the card")
+        try:
+            state = load_file(str(wpath))
+            getattr(model, key).load_state_dict(state, strict=True)
+        except (SafetensorError, RuntimeError, OSError) as exc:
+            raise _corrupt(wpath, f"weights do not fit the card's architecture: {exc}") from exc
+    model.path = folder
+    model.net1.eval()
+    model.net2.eval()
+    return model.to(device or "cpu")
+
+
+def save_model(model: GrainModel, folder: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    """Write a model folder: ``net1.safetensors``, ``net2.safetensors`` and ``card.json``.
+
+    The card written is ``model.card`` with ``files`` holding the sha256 of each weights file.
+    Every file is written atomically; the card last, so a folder with a card is complete.
+
+    Parameters
+    ----------
+    model : GrainModel
+    folder : path-like
+        Created if missing.
+    overwrite : bool
+        When False, refuse to replace an existing model folder's card.
+
+    Returns
+    -------
+    Path
+        The folder.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(folder)
+    if (out / "card.json").exists() and not overwrite:
+        raise GrainsError(f"{out} already holds a model; choose another folder or overwrite.")
+    out.mkdir(parents=True, exist_ok=True)
+    card = copy.deepcopy(model.card)
+    card.setdefault("format", CARD_FORMAT)
+    card["files"] = {}
+    for key in _NETS:
+        state = {k: v.detach().cpu().contiguous() for k, v in getattr(model, key).state_dict().items()}
+        target = out / f"{key}.safetensors"
+        atomic_write(target, lambda tmp, s=state: save_file(s, str(tmp), metadata={"net": key}))
+        card["files"][target.name] = {"sha256": sha256_file(target)}
+    text = json.dumps(card, indent=2, sort_keys=False) + "\n"
+    atomic_write(out / "card.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    model.card = card
+    return out
+
