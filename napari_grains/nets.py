@@ -35,7 +35,6 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -45,8 +44,8 @@ from napari_grains.io import atomic_write
 
 __all__ = [
     "ARCHITECTURES",
-    "MODELS_DIR",
     "CARD_FORMAT",
+    "MODELS_DIR",
     "EncoderDecoder",
     "GrainModel",
     "NetScaling",
@@ -712,9 +711,11 @@ def save_model(model: GrainModel, folder: str | os.PathLike, *, overwrite: bool 
     card.setdefault("format", CARD_FORMAT)
     card["files"] = {}
     for key in _NETS:
-        state = {k: v.detach().cpu().contiguous() for k, v in getattr(model, key).state_dict().items()}
+        net = getattr(model, key)
+        state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         target = out / f"{key}.safetensors"
-        atomic_write(target, lambda tmp, s=state: save_file(s, str(tmp), metadata={"net": key}))
+        meta = {"net": key}
+        atomic_write(target, lambda tmp, s=state, m=meta: save_file(s, str(tmp), metadata=m))
         card["files"][target.name] = {"sha256": sha256_file(target)}
     text = json.dumps(card, indent=2, sort_keys=False) + "\n"
     atomic_write(out / "card.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
