@@ -12,7 +12,7 @@ A sidecar is a NumPy ``.npz`` archive holding ``boundaries`` (bit-packed bool) a
 Examples
 --------
 >>> import numpy as np, tempfile, pathlib
->>> d = pathlib.Path(tempfile.mkdtemp()); img = d / "a.png"; img.write_bytes(b"pixels")
+>>> d = pathlib.Path(tempfile.mkdtemp()); img = d / "a.png"; _ = img.write_bytes(b"pixels")
 >>> b = np.zeros((4, 5), bool); b[2] = True
 >>> p = save_sidecar(b, image_path=img)
 >>> p.name
