@@ -1,0 +1,297 @@
+"""Metrics on hand-made cases, the folder evaluator and the ``evaluate`` command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_grains.cli import main
+from napari_grains.errors import GrainsError
+from napari_grains.evaluate import (
+    adjusted_rand_index,
+    boundary_prf,
+    eq1_accuracy,
+    evaluate,
+    find_pairs,
+    grain_labels,
+    score_boundaries,
+    score_iterations,
+    thin,
+    variation_of_information,
+)
+from napari_grains.io import write_image
+
+
+def grid(shape=(64, 96), step=16, offset=8) -> np.ndarray:
+    """A 1-px grid of boundaries: rectangular grains, a clean hand-made ground truth."""
+    b = np.zeros(shape, bool)
+    b[offset::step, :] = True
+    b[:, offset::step] = True
+    return b
+
+
+# ---- boundary precision / recall / F1 -----------------------------------------------------
+
+
+def test_perfect_prediction_scores_one_everywhere():
+    gt = grid()
+    s = score_boundaries(gt.copy(), gt, tolerance=2)
+    assert s.boundary.precision == s.boundary.recall == s.boundary.f1 == 1.0
+    assert s.eq1_accuracy == 100.0
+    assert s.vi == pytest.approx(0.0, abs=1e-12)
+    assert s.ari == pytest.approx(1.0)
+    assert s.n_grains_pred == s.n_grains_gt == 5 * 7  # 4 row lines x 6 column lines
+    assert s.grain_count_error == 0.0 and s.mean_size_error == 0.0
+
+
+def test_shift_by_one_pixel_is_forgiven_only_within_tolerance():
+    gt = np.zeros((40, 40), bool)
+    gt[:, 20] = True
+    pred = np.zeros_like(gt)
+    pred[:, 21] = True
+    exact = boundary_prf(pred, gt, tolerance=0)
+    assert (exact.precision, exact.recall, exact.f1) == (0.0, 0.0, 0.0)
+    loose = boundary_prf(pred, gt, tolerance=1)
+    assert (loose.precision, loose.recall, loose.f1) == (1.0, 1.0, 1.0)
+    assert eq1_accuracy(pred, gt, tolerance=0) == 0.0
+    assert eq1_accuracy(pred, gt, tolerance=1) == 100.0
+    # a diagonal step of (1, 1) is sqrt(2) px away: outside 1 px, inside 1.5 px
+    dot, moved = np.zeros((9, 9), bool), np.zeros((9, 9), bool)
+    dot[4, 4], moved[5, 5] = True, True
+    assert boundary_prf(moved, dot, tolerance=1.0).precision == 0.0
+    assert boundary_prf(moved, dot, tolerance=1.5).precision == 1.0
+
+
+def test_shift_changes_grain_labels_only_slightly():
+    gt = np.zeros((40, 40), bool)
+    gt[:, 20] = True
+    s = score_boundaries(np.roll(gt, 1, axis=1), gt, tolerance=1)
+    assert s.n_grains_pred == s.n_grains_gt == 2
+    assert 0.9 < s.ari < 1.0
+    assert 0.0 < s.vi < 0.4
+
+
+def test_empty_prediction_scores_zero():
+    gt = grid()
+    pred = np.zeros_like(gt)
+    s = score_boundaries(pred, gt)
+    assert (s.boundary.precision, s.boundary.recall, s.boundary.f1) == (0.0, 0.0, 0.0)
+    assert s.eq1_accuracy == 0.0
+    assert s.n_grains_pred == 1
+    assert s.ari == pytest.approx(0.0, abs=1e-12)  # one grain vs many: exactly chance
+    assert s.vi_split == pytest.approx(0.0, abs=1e-12)  # nothing cut ...
+    # ... everything merged: H(gt) bits, at most log2(35) = 5.13 for 35 grains
+    assert 4.5 < s.vi_merge <= math.log2(35)
+    assert s.grain_count_error == pytest.approx((1 - 35) / 35)
+
+
+def test_empty_ground_truth_conventions():
+    empty = np.zeros((20, 20), bool)
+    both = boundary_prf(empty, empty)
+    assert (both.precision, both.recall, both.f1) == (1.0, 1.0, 1.0)
+    extra = empty.copy()
+    extra[10, :] = True
+    s = boundary_prf(extra, empty)
+    assert (s.precision, s.recall, s.f1) == (0.0, 1.0, 0.0)
+    assert eq1_accuracy(extra, empty) == 100.0
+
+
+def test_thick_prediction_is_thinned_before_matching():
+    gt = grid()
+    thick = gt | np.roll(gt, 1, axis=0) | np.roll(gt, -1, axis=0)
+    thick |= np.roll(thick, 1, axis=1) | np.roll(thick, -1, axis=1)
+    s = boundary_prf(thick, gt, tolerance=2)  # (thinning shortens lines at the border by 1 px)
+    assert s.f1 == 1.0
+    assert s.n_pred <= s.n_gt * 1.05  # one skeleton pixel per boundary pixel, not three
+    assert thin(thick).sum() == s.n_pred
+
+
+def test_half_found_and_spurious_lines():
+    gt = np.zeros((40, 40), bool)
+    gt[20, :] = True
+    half = gt.copy()
+    half[20, 20:] = False
+    assert eq1_accuracy(half, gt, tolerance=0) == pytest.approx(50.0)
+    s = boundary_prf(half, gt, tolerance=0)
+    assert s.precision == 1.0 and s.recall == pytest.approx(0.5)
+    assert s.f1 == pytest.approx(2 * 0.5 / 1.5)
+    spurious = gt.copy()
+    spurious[5, :] = True  # a second, wrong line of the same length
+    s = boundary_prf(spurious, gt, tolerance=2)
+    assert s.recall == 1.0 and s.precision == pytest.approx(0.5)
+    assert eq1_accuracy(spurious, gt, tolerance=2) == 100.0  # Eq. 1 ignores extra lines
+
+
+def test_bad_inputs_raise_grains_error():
+    gt = grid()
+    with pytest.raises(GrainsError, match="same size"):
+        boundary_prf(gt[:, :-1], gt)
+    with pytest.raises(GrainsError, match="tolerance"):
+        boundary_prf(gt, gt, tolerance=-1)
+    with pytest.raises(GrainsError, match="2-D"):
+        boundary_prf(np.zeros((2, 8, 8), bool), gt)
+
+
+# ---- grain labelings ----------------------------------------------------------------------
+
+
+def test_grains_are_four_connected():
+    b = np.zeros((10, 10), bool)
+    b[np.arange(10), 9 - np.arange(10)] = True  # an 8-connected anti-diagonal line
+    raw = grain_labels(b, min_grain_area=1, fill_boundaries=False)
+    assert raw.max() == 2  # 4-connectivity: the diagonal line separates two grains
+    assert (raw[b] == 0).all()
+    filled = grain_labels(b, min_grain_area=1)
+    assert filled.min() >= 1 and set(np.unique(filled)) == {1, 2}
+    assert filled.dtype == np.int32
+
+
+def test_small_specks_are_dropped_and_absorbed():
+    b = grid((32, 32), step=16, offset=8)
+    b[1:4, 1:4] = True
+    b[2, 2] = False  # a 1-px "grain" inside a speck of boundary
+    labels = grain_labels(b, min_grain_area=4, fill_boundaries=False)
+    assert labels[2, 2] == 0
+    assert grain_labels(b, min_grain_area=1, fill_boundaries=False).max() == 10
+    assert labels.max() == 9  # lines at 8 and 24: 3 x 3 grains
+
+
+def test_ari_matches_known_value():
+    # classic example (Hubert & Arabie ARI of these two labelings is 8/33)
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    pred = np.array([0, 0, 1, 1, 2, 2])
+    assert adjusted_rand_index(pred, truth) == pytest.approx(8 / 33)
+    assert adjusted_rand_index(truth, truth) == 1.0
+    assert adjusted_rand_index(truth + 5, truth) == 1.0  # label values do not matter
+    single = np.zeros(6, int)
+    assert adjusted_rand_index(single, single) == 1.0
+
+
+def test_vi_split_and_merge_in_bits():
+    gt = np.array([0, 0, 0, 0])
+    halves = np.array([0, 0, 1, 1])
+    split, merge = variation_of_information(halves, gt)
+    assert split == pytest.approx(1.0) and merge == pytest.approx(0.0)
+    split, merge = variation_of_information(gt, halves)
+    assert split == pytest.approx(0.0) and merge == pytest.approx(1.0)
+    quarters = np.array([0, 1, 2, 3])
+    assert sum(variation_of_information(quarters, halves)) == pytest.approx(1.0)
+
+
+def test_vi_agrees_with_scikit_image():
+    from skimage.metrics import variation_of_information as sk_vi
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(1, 6, size=(30, 30))
+    b = rng.integers(1, 4, size=(30, 30))
+    ours = sum(variation_of_information(a, b))
+    theirs = float(np.sum(sk_vi(a, b)))  # scikit-image also reports bits
+    assert ours == pytest.approx(theirs, rel=1e-9)
+
+
+# ---- Net2 iteration stacks ----------------------------------------------------------------
+
+
+def test_score_iterations_tracks_each_map():
+    gt = grid()
+    half = gt.copy()
+    half[:, : gt.shape[1] // 2] = False
+    stack = np.stack([np.zeros(gt.shape, np.float32), half * 0.9, gt * 0.8]).astype(np.float32)
+    s = score_iterations(stack, gt, tolerance=1, threshold=0.2)
+    assert s.f1.shape == (3,)
+    assert s.f1[0] == 0.0 and 0.0 < s.f1[1] < 1.0 and s.f1[2] == 1.0
+    assert s.eq1_accuracy[2] == 100.0
+    # maps at another size (network resolution) are resized to the ground truth
+    small = np.kron(np.ones((1, 1)), gt.astype(np.float32))[::2, ::2]
+    assert score_iterations([small], gt, tolerance=2).recall[0] > 0.8
+    # a custom binarizer replaces the threshold
+    inv = score_iterations(stack[2:], gt, binarize=lambda p: p < 0.2)
+    assert inv.precision[0] < 0.5
+
+
+# ---- folders and the command ---------------------------------------------------------------
+
+
+def _make_set(root, n=3, shape=(48, 64), dark_gt=False):
+    rng = np.random.default_rng(0)
+    for sub in ("images", "targets"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        gt = grid(shape, step=16, offset=4 + i)
+        img = (rng.random(shape) * 255).astype(np.uint8)
+        write_image(root / "images" / f"{i:05d}.png", img)
+        t = np.where(gt, 255, 0).astype(np.uint8)
+        write_image(root / "targets" / f"{i:05d}.png", 255 - t if dark_gt else t)
+    return root
+
+
+def test_find_pairs_matches_by_stem_and_finds_sets(tmp_path):
+    bench = tmp_path / "bench"
+    _make_set(bench / "a", n=2)
+    _make_set(bench / "b", n=3)
+    (bench / "a" / "images" / "00001.png").unlink()  # no image -> skipped with a model
+    pairs = find_pairs(bench)
+    assert [(p.set, p.name) for p in pairs] == [("a", "00000"), ("b", "00000"), ("b", "00001"),
+                                                ("b", "00002")]
+    assert len(find_pairs(bench / "b")) == 3
+    with pytest.raises(GrainsError, match="ground truth"):
+        find_pairs(tmp_path / "bench" / "a" / "images")
+
+
+def test_evaluate_boundaries_folder_writes_csv_and_json(tmp_path):
+    data = _make_set(tmp_path / "traced", n=3, dark_gt=True)  # traced dark-on-light
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for i in range(3):
+        gt = grid((48, 64), step=16, offset=4 + i)
+        pred = gt if i < 2 else np.zeros_like(gt)  # two perfect, one empty
+        write_image(preds / f"{i:05d}.png", np.where(pred, 255, 0).astype(np.uint8))
+    res = evaluate(data, boundaries=preds, tolerance=2)
+    assert list(res.table["f1"]) == [1.0, 1.0, 0.0]
+    assert res.summary["overall"]["f1"] == pytest.approx(2 / 3)
+    assert res.summary["sets"]["traced"]["n_images"] == 3
+    csv_path, json_path = res.write(tmp_path / "out")
+    back = pd.read_csv(csv_path)
+    assert list(back["name"].astype(str).str.zfill(5)) == ["00000", "00001", "00002"]
+    summary = json.loads(json_path.read_text())
+    assert summary["settings"]["tolerance"] == 2.0
+    assert summary["overall"]["eq1_accuracy"] == pytest.approx(200 / 3)
+    assert "F1" in res.format_table()
+
+
+def test_evaluate_refuses_mismatched_sizes(tmp_path):
+    data = _make_set(tmp_path / "d", n=1)
+    preds = tmp_path / "p"
+    preds.mkdir()
+    write_image(preds / "00000.png", np.zeros((10, 10), np.uint8))
+    with pytest.raises(GrainsError, match="must match"):
+        evaluate(data, boundaries=preds)
+    with pytest.raises(GrainsError, match="either a model"):
+        evaluate(data)
+
+
+def test_cli_evaluate_boundaries(tmp_path, capsys):
+    data = _make_set(tmp_path / "d", n=2)
+    out = tmp_path / "out"
+    rc = main(["evaluate", "--boundaries", str(data / "targets"), "--data", str(data),
+               "--out", str(out), "--quiet"])
+    # scoring the ground truth against itself is refused: it is always a mistake
+    assert rc == 2
+    assert "ground truth itself" in capsys.readouterr().err
+    preds = tmp_path / "copy"
+    preds.mkdir()
+    for p in (data / "targets").iterdir():
+        (preds / p.name).write_bytes(p.read_bytes())
+    rc = main(["evaluate", "--boundaries", str(preds), "--data", str(data), "--out", str(out),
+               "--quiet", "--tolerance", "1"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "1.000" in text and "metrics.json" in text
+    assert json.loads((out / "metrics.json").read_text())["overall"]["f1"] == 1.0
+    rc = main(["evaluate", "--data", str(data)])
+    assert rc == 2
+    assert "--model" in capsys.readouterr().err
