@@ -1,0 +1,158 @@
+"""The correction dock: each tool edits the boundaries, changes the grains, and undoes."""
+
+from types import SimpleNamespace
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from napari_grains import sidecar
+from napari_grains._widgets.correction import CorrectionWidget
+from napari_grains.grains import label_grains
+
+pytestmark = pytest.mark.gui
+
+
+def grid(size=60, step=20):
+    b = np.zeros((size, size), np.uint8)
+    for k in range(step, size, step):
+        b[k - 1 : k + 1, :] = 1
+        b[:, k - 1 : k + 1] = 1
+    b[[0, -1], :] = 1  # a 1-px frame closes the outer grains (label_grains thins boundaries)
+    b[:, [0, -1]] = 1
+    return b
+
+
+def n_grains(layer):
+    return int(label_grains(np.asarray(layer.data) != 0).max())
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    img_path = tmp_path / "micrograph.png"
+    image = (np.random.default_rng(0).random((60, 60)) * 255).astype(np.uint8)
+    iio.imwrite(img_path, image)
+    viewer.add_image(image, name="micrograph", metadata={"path": str(img_path)})
+    viewer.add_labels(grid(), name="micrograph boundaries")
+    w = CorrectionWidget(viewer)
+    w.ask_question = lambda title, text: True
+    w.ask_unsaved = lambda text, can_cancel: "discard"
+    w._save_timer.setInterval(50)
+    w._grains_timer.setInterval(10)
+    viewer.window.add_dock_widget(w)
+    w.boundaries_combo.setCurrentText("micrograph boundaries")
+    w.image_combo.setCurrentText("micrograph")
+    qtbot.waitUntil(lambda: not w.busy)
+    yield w, viewer.layers["micrograph boundaries"], img_path
+    w._save_timer.stop()
+
+
+def settle(qtbot, w):
+    qtbot.waitUntil(lambda: not w.busy, timeout=10000)
+
+
+def test_delete_segment_merges_grains_and_undo_restores(dock, qtbot):
+    w, layer, _ = dock
+    before = layer.data.copy()
+    assert n_grains(layer) == 9
+    w.delete_at((30, 20))
+    settle(qtbot, w)
+    assert n_grains(layer) == 8
+    assert not layer.data[25:35, 19:21].any()
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, before)
+    layer.redo()
+    assert n_grains(layer) == 8
+
+
+def test_delete_by_clicking_in_the_viewer(dock, qtbot):
+    w, layer, _ = dock
+    w.delete_btn.setChecked(True)
+    assert w.tool == "delete" and layer.mode == "pan_zoom"
+    click = SimpleNamespace(type="mouse_press", button=1, position=(30.0, 20.0))
+    w._on_mouse(w.viewer, click)
+    settle(qtbot, w)
+    assert n_grains(layer) == 8
+    layer.undo()
+    assert n_grains(layer) == 9
+
+
+def test_draw_boundary_splits_a_grain_and_undo_restores(dock, qtbot):
+    w, layer, _ = dock
+    before = layer.data.copy()
+    w.draw_btn.setChecked(True)
+    for x in (24.0, 35.0):
+        w._on_mouse(w.viewer, SimpleNamespace(type="mouse_press", button=1, position=(30.0, x)))
+    assert "draft boundary" in w.viewer.layers
+    w._on_double_click(w.viewer, None)
+    settle(qtbot, w)
+    assert "draft boundary" not in w.viewer.layers
+    assert n_grains(layer) == 10
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, before)
+
+
+def test_close_gaps_preview_then_apply_then_undo(dock, qtbot):
+    w, layer, _ = dock
+    layer.data_setitem(np.nonzero(np.pad(np.ones((2, 6), bool), ((19, 39), (26, 28)))), 0)
+    gapped = layer.data.copy()
+    assert n_grains(layer) == 8
+    w.preview_btn.click()
+    settle(qtbot, w)
+    assert len(w.viewer.layers["gap preview"].data) == 2
+    assert w.apply_gaps_btn.isEnabled()
+    np.testing.assert_array_equal(layer.data, gapped)  # a preview changes nothing
+    w.apply_gaps_btn.click()
+    settle(qtbot, w)
+    assert "gap preview" not in w.viewer.layers
+    assert n_grains(layer) == 9
+    layer.undo()
+    np.testing.assert_array_equal(layer.data, gapped)
+
+
+def test_live_grain_view_follows_edits(dock, qtbot):
+    w, layer, _ = dock
+    qtbot.waitUntil(lambda: w.n_grains == 9, timeout=10000)
+    grains = w.viewer.layers["micrograph boundaries grains"]
+    assert grains.data.max() == 9
+    w.delete_at((30, 20))
+    qtbot.waitUntil(lambda: w.n_grains == 8, timeout=10000)
+    assert grains.data.max() == 8
+    layer.undo()  # undo emits no paint event; the view must still follow
+    qtbot.waitUntil(lambda: w.n_grains == 9, timeout=10000)
+
+
+def test_autosave_writes_sidecar_and_reopening_offers_it(dock, qtbot, make_napari_viewer):
+    w, layer, img_path = dock
+    w.delete_at((30, 20))
+    settle(qtbot, w)
+    qtbot.waitUntil(lambda: w.last_sidecar is not None and not w.dirty, timeout=10000)
+    sc = sidecar.find_sidecar(img_path)
+    np.testing.assert_array_equal(sc.boundaries, layer.data != 0)
+    # open the same image in a fresh viewer: the dock offers the corrections back
+    viewer2 = make_napari_viewer()
+    w2 = CorrectionWidget(viewer2)
+    asked = []
+    w2.ask_question = lambda title, text: asked.append(text) or True
+    image = iio.imread(img_path)
+    viewer2.add_image(image, name="micrograph", metadata={"path": str(img_path)})
+    assert len(asked) == 1 and "micrograph" in asked[0]
+    restored = viewer2.layers["micrograph boundaries"]
+    np.testing.assert_array_equal(restored.data != 0, layer.data != 0)
+    assert not w2.dirty
+
+
+def test_closing_with_unsaved_edits_asks_and_can_cancel(dock, qtbot):
+    w, layer, _ = dock
+    w._save_timer.setInterval(60_000)  # edits stay unsaved during this test
+    w.delete_at((30, 20))
+    settle(qtbot, w)
+    assert w.dirty
+    asked = []
+    w.ask_unsaved = lambda text, can_cancel: asked.append(can_cancel) or "cancel"
+    assert w.viewer.window._qt_window.close() is False  # the user cancelled
+    assert asked == [True]
+    w.ask_unsaved = lambda text, can_cancel: "save"
+    assert w.confirm_discard(can_cancel=True) is True
+    assert not w.dirty  # saving wrote the sidecar
