@@ -593,7 +593,7 @@ def resolve_model_path(name_or_path: str | os.PathLike = "default") -> Path:
 
 def _corrupt(path: Path, why: str) -> GrainsError:
     return GrainsError(
-        f"model file {path} is corrupt ({why}): re-install napari-grains or re-train."
+        f"model file {path} is corrupt: re-install napari-grains or re-train ({why})."
     )
 
 
