@@ -1,0 +1,160 @@
+"""Microscope formats: calibration carried into the Micrograph, clear errors for bad files.
+
+MRC files here are written by hand from the MRC2014 specification (a 1024-byte header and the
+raw array), so the test knows the exact values the file holds. Real instrument files: the
+sdist of ``mrcfile`` (BSD, on PyPI) ships two, a Thermo Fisher EPU image and an FEI image with
+an extended header. Point ``NAPARI_GRAINS_MRCFILE_TESTDATA`` at its ``tests/test_data`` folder
+to run those tests (``pip download --no-deps --no-binary :all: mrcfile==1.5.4`` and unpack);
+they are skipped otherwise, because the files are 30 MB each.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_grains import formats, io
+from napari_grains.errors import GrainsError
+
+MRC_MODES = {np.dtype(np.int8): 0, np.dtype(np.int16): 1, np.dtype(np.float32): 2,
+             np.dtype(np.uint16): 6}
+
+
+def write_mrc(path: Path, data: np.ndarray, pixel_size_angstrom: float | None) -> Path:
+    """Write a 2-D MRC2014 file (little endian, no extended header)."""
+    data = np.asarray(data)
+    ny, nx = data.shape
+    words = np.zeros(256, dtype="<i4")
+    floats = words.view("<f4")
+    words[0:3] = (nx, ny, 1)
+    words[3] = MRC_MODES[data.dtype]
+    if pixel_size_angstrom is not None:  # sampling (MX, MY, MZ) and cell size in Å
+        words[7:10] = (nx, ny, 1)
+        floats[10:13] = (nx * pixel_size_angstrom, ny * pixel_size_angstrom, pixel_size_angstrom)
+    floats[13:16] = 90.0
+    words[16:19] = (1, 2, 3)
+    floats[19:22] = (data.min(), data.max(), data.mean())
+    header = bytearray(words.tobytes())
+    header[208:212] = b"MAP "
+    header[212:216] = bytes([0x44, 0x44, 0, 0])  # machine stamp: little endian
+    path.write_bytes(bytes(header) + data.astype(data.dtype.newbyteorder("<")).tobytes())
+    return path
+
+
+@pytest.fixture
+def image16() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 60000, (40, 60)).astype(np.uint16)
+
+
+def test_handles_by_extension_any_case():
+    assert formats.handles("a/b/scan.dm3")
+    assert formats.handles("scan.DM4")
+    assert formats.handles(Path("x.mrc"))
+    assert formats.handles("x.emd") and formats.handles("x.ser")
+    assert not formats.handles("x.png")
+    assert not formats.handles("x.tif")
+    assert not formats.handles("noext")
+
+
+def test_mrc_pixel_size_and_data(tmp_path, image16):
+    path = write_mrc(tmp_path / "a.mrc", image16, pixel_size_angstrom=2.5)
+    m = io.read_image(path)  # io hands microscope formats to formats.read
+    assert m.data.shape == (40, 60) and m.data.dtype == np.float32
+    np.testing.assert_allclose(m.data, io.to_gray_float(image16), atol=1e-6)
+    assert m.pixel_size == pytest.approx(0.25)
+    assert m.unit == "nm"
+    assert m.path == path
+    assert m.metadata["format"] == "MRC"
+    assert m.metadata["dtype"] == "uint16"
+    assert m.metadata["pixel_size_yx"] == pytest.approx((0.25, 0.25))
+
+
+def test_mrc_float_image_keeps_orientation(tmp_path):
+    ramp = np.tile(np.arange(30, dtype=np.float32), (20, 1))  # brighter to the right
+    ramp[0, 0] = 100.0  # a marker in the top-left corner
+    m = formats.read(write_mrc(tmp_path / "f.mrc", ramp, 10.0))
+    assert m.data.shape == (20, 30)
+    assert m.data[0, 0] == pytest.approx(1.0)
+    assert m.data[5, 29] > m.data[5, 1]
+    assert m.pixel_size == pytest.approx(1.0) and m.unit == "nm"
+
+
+def test_uncalibrated_mrc_has_no_pixel_size(tmp_path, image16):
+    m = formats.read(write_mrc(tmp_path / "u.mrc", image16, pixel_size_angstrom=None))
+    assert m.pixel_size is None and m.unit is None
+
+
+def test_truncated_mrc_gives_clear_error(tmp_path, image16):
+    good = write_mrc(tmp_path / "a.mrc", image16, 2.5).read_bytes()
+    bad = tmp_path / "cut.mrc"
+    bad.write_bytes(good[:1500])
+    with pytest.raises(GrainsError, match="cut.mrc.*corrupt, truncated"):
+        io.read_image(bad)
+
+
+@pytest.mark.parametrize("ext", [".dm3", ".dm4", ".ser", ".emd"])
+def test_garbage_in_a_claimed_format_gives_clear_error(tmp_path, ext):
+    bad = tmp_path / f"junk{ext}"
+    bad.write_bytes(b"this is not a micrograph\n" * 40)
+    with pytest.raises(GrainsError, match=f"could not read junk{ext}"):
+        formats.read(bad)
+
+
+def test_missing_file_and_unknown_extension(tmp_path):
+    with pytest.raises(GrainsError, match="no such file"):
+        formats.read(tmp_path / "nothing.dm3")
+    with pytest.raises(GrainsError, match="not a microscope format"):
+        formats.read(tmp_path / "x.png")
+
+
+def test_stack_is_refused_with_advice(tmp_path):
+    stack = np.zeros((3, 16, 16), dtype=np.int16)
+    ny, nx = 16, 16
+    path = write_mrc(tmp_path / "s.mrc", stack.reshape(48, 16), 1.0)
+    raw = bytearray(path.read_bytes())
+    raw[0:12] = np.array([nx, ny, 3], dtype="<i4").tobytes()  # make it a 3-slice volume
+    path.write_bytes(bytes(raw))
+    with pytest.raises(GrainsError, match="no single 2-D image.*pick one frame"):
+        formats.read(path)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        (2.5, "Å", (0.25, "nm")),
+        (0.5, "um", (500.0, "nm")),
+        (0.5, "µm", (500.0, "nm")),
+        (250.0, "µm", (250.0, "µm")),
+        (1.5e-7, "m", (150.0, "nm")),
+        (3.0, "1/nm", (None, None)),
+        (1.0, "px", (None, None)),
+        (0.0, "nm", (None, None)),
+        (1.0, None, (None, None)),
+    ],
+)
+def test_normalize_length(value, unit, expected):
+    got = formats.normalize_length(value, unit)
+    assert got[1] == expected[1]
+    if expected[0] is None:
+        assert got[0] is None
+    else:
+        assert got[0] == pytest.approx(expected[0])
+
+
+REAL = os.environ.get("NAPARI_GRAINS_MRCFILE_TESTDATA")
+
+
+@pytest.mark.skipif(not REAL, reason="set NAPARI_GRAINS_MRCFILE_TESTDATA to mrcfile's test_data")
+@pytest.mark.parametrize(
+    ("name", "shape", "pixel_nm"),
+    [("epu2.9_example.mrc", (4096, 4096), 0.0666551), ("fei-extended.mrc", (3838, 3710), 0.0853775)],
+)
+def test_real_instrument_mrc(name, shape, pixel_nm):
+    m = io.read_image(Path(REAL) / name)
+    assert m.data.shape == shape
+    assert m.unit == "nm"
+    assert m.pixel_size == pytest.approx(pixel_nm, rel=1e-5)
+    assert 0.0 <= m.data.min() < m.data.max() <= 1.0
