@@ -1,0 +1,523 @@
+"""Grains from a boundary map, and the per-grain table.
+
+:func:`label_grains` turns a boolean boundary map (True = grain boundary) into an int32 label
+image: small gaps in the boundaries are closed, the boundaries are thinned to one pixel, the
+4-connected interiors are labelled, specks below a minimum area are dropped, and, when asked,
+the boundary pixels are handed back to the nearest grain so that the grains tile the image.
+
+:func:`grain_table` measures every grain in the shape of scikit-image's
+:func:`skimage.measure.regionprops_table` (one row per grain, one column per property), in
+pixels and, when the pixel size is known, in physical units too. It is vectorised over
+run-lengths of the label image, so 5,000 grains on a 2048×2048 map take well under a second of
+the measuring itself (see ``benchmarks/bench_measure.py``).
+
+Conventions
+-----------
+* A pixel is a unit square centred on its integer (row, col) coordinate. Moments (centroid,
+  axis lengths, orientation) use pixel centres, exactly as scikit-image does; Feret diameters
+  and the convex hull (solidity) use pixel corners, so a 9×9 square grain has Feret min 9 and
+  Feret max 9·√2, and solidity 1.
+* ``perimeter`` is scikit-image's 4-connectivity estimate (the same numbers as
+  ``regionprops(...).perimeter``).
+* A grain *touches the border* when one of its pixels lies on the first or last row or column
+  of the image; ASTM E112 counts such grains as halves.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from napari_grains.errors import GrainsError
+
+__all__ = [
+    "AREA_COLUMNS",
+    "LENGTH_COLUMNS",
+    "LENGTH_UNITS",
+    "add_physical_columns",
+    "ascii_unit",
+    "border_labels",
+    "grain_table",
+    "label_grains",
+    "neighbour_pairs",
+    "normalize_unit",
+    "unit_to_mm",
+]
+
+#: Length units understood, with their size in millimetres.
+LENGTH_UNITS = {"nm": 1e-6, "µm": 1e-3, "mm": 1.0}
+_UNIT_ALIASES = {
+    "nm": "nm", "nanometer": "nm", "nanometre": "nm", "nanometers": "nm", "nanometres": "nm",
+    "µm": "µm", "μm": "µm", "um": "µm", "micron": "µm", "microns": "µm", "micrometer": "µm",
+    "micrometre": "µm", "micrometers": "µm", "micrometres": "µm", "\\u00b5m": "µm",
+    "mm": "mm", "millimeter": "mm", "millimetre": "mm", "millimeters": "mm", "millimetres": "mm",
+}
+#: ASCII spelling of each unit for column names and file contents that must stay ASCII.
+_ASCII = {"nm": "nm", "µm": "um", "mm": "mm"}
+
+#: Table columns that are lengths (scaled by the pixel size in physical units).
+LENGTH_COLUMNS = (
+    "centroid-0", "centroid-1", "equivalent_diameter", "perimeter", "axis_major_length",
+    "axis_minor_length", "feret_diameter_max", "feret_diameter_min",
+)
+#: Table columns that are areas (scaled by the pixel size squared).
+AREA_COLUMNS = ("area",)
+
+
+def normalize_unit(unit: str | None) -> str | None:
+    """Return the canonical spelling (``"nm"``, ``"µm"``, ``"mm"``) of a length unit.
+
+    Parameters
+    ----------
+    unit : str or None
+        A unit as files and users write it (``"um"``, ``"micron"``, ``"μm"``, ``"nm"`` ...).
+        None, ``""``, ``"px"`` and ``"pixel"`` mean no physical unit.
+
+    Returns
+    -------
+    str or None
+
+    Raises
+    ------
+    GrainsError
+        For a unit that is not a length napari-grains knows.
+    """
+    if unit is None:
+        return None
+    u = str(unit).strip()
+    if u.lower() in ("", "px", "pixel", "pixels"):
+        return None
+    key = u if u in _UNIT_ALIASES else u.lower()
+    if key not in _UNIT_ALIASES:
+        raise GrainsError(
+            f"unknown length unit {unit!r}; give the pixel size in nm, µm (or um) or mm."
+        )
+    return _UNIT_ALIASES[key]
+
+
+def unit_to_mm(unit: str) -> float:
+    """Size of one ``unit`` in millimetres (``"nm"`` -> 1e-6)."""
+    u = normalize_unit(unit)
+    if u is None:
+        raise GrainsError("a physical unit is needed here; give the pixel size in nm, µm or mm.")
+    return LENGTH_UNITS[u]
+
+
+def ascii_unit(unit: str) -> str:
+    """ASCII spelling of a unit for column names (``"µm"`` -> ``"um"``)."""
+    return _ASCII[normalize_unit(unit)]
+
+
+def _check_pixel_size(pixel_size, unit) -> tuple[float | None, str | None]:
+    if pixel_size is None:
+        return None, None
+    try:
+        ps = float(pixel_size)
+    except (TypeError, ValueError):
+        raise GrainsError(f"pixel size {pixel_size!r} is not a number.") from None
+    if not (math.isfinite(ps) and ps > 0):
+        raise GrainsError(f"pixel size must be a positive number, got {pixel_size!r}.")
+    u = normalize_unit(unit)
+    if u is None:
+        raise GrainsError(
+            "a pixel size was given without its unit; say whether it is in nm, µm or mm."
+        )
+    return ps, u
+
+
+def _as_boundaries(boundaries) -> np.ndarray:
+    b = np.asarray(boundaries)
+    if b.ndim != 2:
+        raise GrainsError(
+            f"a boundary map must be a 2-D image, got shape {b.shape}; pass one plane."
+        )
+    if b.size == 0 or min(b.shape) < 2:
+        raise GrainsError(f"the boundary map is empty or too small (shape {b.shape}).")
+    if b.dtype != bool:
+        if not np.issubdtype(b.dtype, np.number):
+            raise GrainsError(f"a boundary map must be numbers or booleans, not {b.dtype}.")
+        vals = np.unique(b[: min(b.shape[0], 512)])
+        if vals.size > 2:
+            raise GrainsError(
+                "the boundary map is not binary (it has more than two values); threshold it "
+                "first, e.g. boundaries = probability > 0.5."
+            )
+        b = b > 0 if vals.size < 2 else b == vals.max()
+    return b
+
+
+def label_grains(
+    boundaries: np.ndarray,
+    *,
+    close_gaps: int = 1,
+    thin: bool = True,
+    min_area: int = 10,
+    fill_boundaries: bool = False,
+) -> np.ndarray:
+    """Label the grains enclosed by a boundary map.
+
+    Parameters
+    ----------
+    boundaries : ndarray of bool, shape (rows, cols)
+        True on grain boundaries. A 0/1 or 0/255 array is accepted too.
+    close_gaps : int
+        Radius in pixels of a morphological closing of the boundaries, which bridges gaps up
+        to about ``2 * close_gaps`` pixels wide. 0 leaves the map as it is.
+    thin : bool
+        Thin the boundaries to one pixel (an 8-connected skeleton) before labelling, so a
+        thick boundary does not eat into the grains.
+    min_area : int
+        Grains smaller than this many pixels are dropped (they become boundary, or are
+        absorbed by their neighbours when ``fill_boundaries`` is True).
+    fill_boundaries : bool
+        Give every boundary pixel to the nearest grain, so the grains tile the image and
+        no label is 0.
+
+    Returns
+    -------
+    labels : ndarray of int32, shape (rows, cols)
+        1..N for the grains (4-connected interiors), 0 for boundary pixels unless
+        ``fill_boundaries``.
+
+    Raises
+    ------
+    GrainsError
+        When ``boundaries`` is not a 2-D binary map or a parameter is out of range.
+
+    Examples
+    --------
+    >>> b = np.zeros((21, 21), bool); b[10, :] = True; b[:, 10] = True
+    >>> labels = label_grains(b, close_gaps=0, min_area=1)
+    >>> int(labels.max()), int((labels == 1).sum())
+    (4, 100)
+    """
+    from skimage import measure, morphology
+
+    b = _as_boundaries(boundaries)
+    if int(close_gaps) < 0 or int(min_area) < 0:
+        raise GrainsError("close_gaps and min_area must be 0 or more.")
+    close_gaps, min_area = int(close_gaps), int(min_area)
+    if close_gaps > 0:
+        # pad by replication so boundaries that run into the image edge are not eroded there
+        pad = close_gaps + 1
+        closed = ndi.binary_closing(np.pad(b, pad, mode="edge"), morphology.disk(close_gaps))
+        b = closed[pad:-pad, pad:-pad] | b
+    if thin:
+        b = morphology.skeletonize(b)
+    labels = measure.label(~b, connectivity=1).astype(np.int32, copy=False)
+    if min_area > 1 and labels.max() > 0:
+        areas = np.bincount(labels.ravel())
+        small = areas < min_area
+        small[0] = False
+        if small.any():
+            labels[small[labels]] = 0
+            labels = _relabel(labels)
+    if fill_boundaries and labels.max() > 0:
+        labels = _fill_from_nearest(labels)
+    return labels
+
+
+def _relabel(labels: np.ndarray) -> np.ndarray:
+    present = np.unique(labels)
+    present = present[present > 0]
+    lut = np.zeros(int(labels.max()) + 1, np.int32)
+    lut[present] = np.arange(1, present.size + 1, dtype=np.int32)
+    return lut[labels]
+
+
+def _fill_from_nearest(labels: np.ndarray) -> np.ndarray:
+    _, (ri, ci) = ndi.distance_transform_edt(labels == 0, return_indices=True)
+    return labels[ri, ci].astype(np.int32, copy=False)
+
+
+def border_labels(labels: np.ndarray) -> np.ndarray:
+    """Labels of the grains with a pixel on the image's outermost rows or columns.
+
+    Returns
+    -------
+    ndarray of int
+        Sorted, without 0.
+    """
+    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    out = np.unique(edge)
+    return out[out > 0]
+
+
+def neighbour_pairs(labels: np.ndarray) -> np.ndarray:
+    """Pairs of neighbouring grains.
+
+    Two grains are neighbours when they touch along a row or a column, directly or across one
+    boundary pixel (a one-pixel boundary line, as :func:`label_grains` leaves it). Grains that
+    meet only at a corner, like the diagonal cells of a square grid, are not neighbours.
+
+    Returns
+    -------
+    ndarray of int, shape (n_pairs, 2)
+        Each unordered pair once, smaller label first.
+    """
+    pairs = []
+    for a, b in (
+        (labels[:, :-1], labels[:, 1:]),
+        (labels[:-1, :], labels[1:, :]),
+    ):
+        sel = (a != b) & (a > 0) & (b > 0)
+        pairs.append(np.stack([a[sel], b[sel]], 1))
+    for a, mid, b in (
+        (labels[:, :-2], labels[:, 1:-1], labels[:, 2:]),
+        (labels[:-2, :], labels[1:-1, :], labels[2:, :]),
+    ):
+        sel = (mid == 0) & (a > 0) & (b > 0) & (a != b)
+        pairs.append(np.stack([a[sel], b[sel]], 1))
+    p = np.concatenate(pairs).astype(np.int64)
+    if p.size == 0:
+        return np.zeros((0, 2), np.int64)
+    p.sort(axis=1)
+    return np.unique(p, axis=0)
+
+
+def _runs(labels: np.ndarray):
+    """Run-length encode each row: (row, first col, last col, label) of runs with label > 0."""
+    _h, w = labels.shape
+    flat = labels.ravel()
+    change = np.empty(flat.size, bool)
+    change[0] = True
+    change[1:] = flat[1:] != flat[:-1]
+    change[::w] = True  # every row starts a run
+    starts = np.flatnonzero(change)
+    ends = np.empty_like(starts)
+    ends[:-1] = starts[1:] - 1
+    ends[-1] = flat.size - 1
+    lab = flat[starts]
+    keep = lab > 0
+    starts, ends, lab = starts[keep], ends[keep], lab[keep]
+    return starts // w, starts % w, ends % w, lab.astype(np.int64)
+
+
+# Weights of scikit-image's 4-connectivity perimeter estimate, indexed by the code
+# 1*self + 2*(edge neighbours on the border) + 10*(corner neighbours on the border).
+_PERIM_WEIGHTS = np.zeros(50)
+_PERIM_WEIGHTS[[5, 7, 15, 17, 25, 27]] = 1.0
+_PERIM_WEIGHTS[[21, 33]] = math.sqrt(2.0)
+_PERIM_WEIGHTS[[13, 23]] = (1.0 + math.sqrt(2.0)) / 2.0
+
+
+def _perimeters(labels: np.ndarray, n: int) -> np.ndarray:
+    """scikit-image's ``perimeter(region, 4)`` for every label at once."""
+    p = np.pad(labels, 1)
+    c = p[1:-1, 1:-1]
+    inner = (
+        (p[:-2, 1:-1] == c) & (p[2:, 1:-1] == c) & (p[1:-1, :-2] == c) & (p[1:-1, 2:] == c)
+    )
+    border = (c > 0) & ~inner
+    bl = np.where(border, labels, 0)
+    bp = np.pad(bl, 1)
+    code = np.where(border, 1, 0).astype(np.int16)
+    h, w = labels.shape
+    for dr, dc, wgt in (
+        (-1, 0, 2), (1, 0, 2), (0, -1, 2), (0, 1, 2),
+        (-1, -1, 10), (-1, 1, 10), (1, -1, 10), (1, 1, 10),
+    ):
+        nb = bp[1 + dr : 1 + dr + h, 1 + dc : 1 + dc + w]
+        code += (border & (nb == bl)).astype(np.int16) * wgt
+    sel = border
+    return np.bincount(
+        labels[sel].ravel(), weights=_PERIM_WEIGHTS[code[sel]], minlength=n + 1
+    )[1:]
+
+
+def _hull_measures(rows, c0, c1, lab, n):
+    """Feret max/min and convex-hull area per label from row extents (pixel corners)."""
+    import cv2
+
+    order = np.lexsort((rows, lab))
+    rows, c0, c1, lab = rows[order], c0[order], c1[order], lab[order]
+    # one (label, row) extent: leftmost start and rightmost end
+    key = lab * (int(rows.max()) + 2) + rows
+    first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    lab_r = lab[first]
+    row_r = rows[first].astype(np.float64)
+    lo = np.minimum.reduceat(c0, first).astype(np.float64)
+    hi = np.maximum.reduceat(c1, first).astype(np.float64)
+    pts = np.stack(
+        [
+            np.stack([row_r - 0.5, lo - 0.5], 1),
+            np.stack([row_r + 0.5, lo - 0.5], 1),
+            np.stack([row_r - 0.5, hi + 0.5], 1),
+            np.stack([row_r + 0.5, hi + 0.5], 1),
+        ],
+        1,
+    )  # (n_extents, 4, 2)
+    bounds = np.flatnonzero(np.r_[True, lab_r[1:] != lab_r[:-1], True])
+    fmax = np.full(n, np.nan)
+    fmin = np.full(n, np.nan)
+    harea = np.full(n, np.nan)
+    for i in range(bounds.size - 1):
+        s, e = bounds[i], bounds[i + 1]
+        g = int(lab_r[s]) - 1
+        p = pts[s:e].reshape(-1, 2).astype(np.float32)
+        hull = cv2.convexHull(p, clockwise=False).reshape(-1, 2).astype(np.float64)
+        fmax[g], fmin[g], harea[g] = _calipers(hull)
+    return fmax, fmin, harea
+
+
+def _calipers(hull: np.ndarray) -> tuple[float, float, float]:
+    """Largest and smallest caliper width, and area, of a convex polygon (vertices in order)."""
+    m = hull.shape[0]
+    d = hull[:, None, :] - hull[None, :, :]
+    fmax = float(np.sqrt((d**2).sum(-1).max()))
+    if m < 3:
+        return fmax, 0.0, 0.0
+    nxt = np.roll(hull, -1, axis=0)
+    edge = nxt - hull
+    length = np.hypot(edge[:, 0], edge[:, 1])
+    ok = length > 0
+    edge, start, length = edge[ok], hull[ok], length[ok]
+    # distance of every vertex from the line through each edge
+    rel = hull[None, :, :] - start[:, None, :]
+    cross = np.abs(edge[:, None, 0] * rel[:, :, 1] - edge[:, None, 1] * rel[:, :, 0])
+    fmin = float((cross.max(1) / length).min())
+    area = 0.5 * abs(float(np.dot(hull[:, 0], nxt[:, 1]) - np.dot(hull[:, 1], nxt[:, 0])))
+    return fmax, fmin, area
+
+
+def grain_table(
+    labels: np.ndarray,
+    *,
+    pixel_size: float | None = None,
+    unit: str | None = None,
+) -> pd.DataFrame:
+    """Measure every grain of a label image.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (rows, cols)
+        Grain labels, 0 = boundary/background (as :func:`label_grains` returns).
+    pixel_size : float, optional
+        Edge length of one pixel in ``unit``. When given, every length and area column is
+        repeated in physical units, named with the unit: ``equivalent_diameter_nm``,
+        ``area_nm2`` (``um`` stands for µm in column names).
+    unit : str, optional
+        ``"nm"``, ``"µm"`` (``"um"``) or ``"mm"``; required with ``pixel_size``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per grain, in the shape of :func:`skimage.measure.regionprops_table`, with
+        columns (in pixels): ``label``, ``centroid-0`` (row), ``centroid-1`` (col), ``area``,
+        ``equivalent_diameter`` (2·√(area/π)), ``perimeter``, ``axis_major_length``,
+        ``axis_minor_length``, ``aspect_ratio`` (major/minor), ``orientation`` (radians,
+        scikit-image's convention: angle between the row axis and the major axis, in
+        [-π/2, π/2]), ``feret_diameter_max``, ``feret_diameter_min``, ``solidity``
+        (area / convex hull area; the convexity), ``n_neighbors``, ``touches_border``.
+        ``table.attrs`` holds ``pixel_size``, ``unit`` and ``image_shape``.
+
+    Raises
+    ------
+    GrainsError
+        For a label image that is not 2-D integers, or a pixel size without a unit.
+    """
+    lab = np.asarray(labels)
+    if lab.ndim != 2 or not np.issubdtype(lab.dtype, np.integer):
+        raise GrainsError(
+            f"grain labels must be a 2-D integer image, got {lab.dtype} of shape {lab.shape}."
+        )
+    if lab.size and lab.min() < 0:
+        raise GrainsError("grain labels must not be negative.")
+    ps, u = _check_pixel_size(pixel_size, unit)
+    lab = lab.astype(np.int64, copy=False)
+    n = int(lab.max()) if lab.size else 0
+    present = np.zeros(n + 1, bool)
+    present[np.unique(lab)] = True
+    present[0] = False
+
+    rows, c0, c1, rl = _runs(lab)
+    cnt = (c1 - c0 + 1).astype(np.float64)
+    a = c0.astype(np.float64)
+    b = c1.astype(np.float64)
+    sum_c = (a + b) * cnt / 2.0
+    sum_c2 = (b * (b + 1) * (2 * b + 1) - (a - 1) * a * (2 * a - 1)) / 6.0
+    r = rows.astype(np.float64)
+
+    def per_label(x):
+        return np.bincount(rl, weights=x, minlength=n + 1)[1:]
+
+    area = per_label(cnt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mr = per_label(r * cnt) / area
+        mc = per_label(sum_c) / area
+        var_r = per_label(r * r * cnt) / area - mr**2
+        var_c = per_label(sum_c2) / area - mc**2
+        cov = per_label(r * sum_c) / area - mr * mc
+        var_r = np.maximum(var_r, 0.0)
+        var_c = np.maximum(var_c, 0.0)
+        half_tr = (var_r + var_c) / 2.0
+        root = np.sqrt(((var_r - var_c) / 2.0) ** 2 + cov**2)
+        l1 = half_tr + root
+        l2 = np.maximum(half_tr - root, 0.0)
+        major = 4.0 * np.sqrt(l1)
+        minor = 4.0 * np.sqrt(l2)
+        aspect = np.where(minor > 0, major / np.where(minor > 0, minor, 1.0), np.inf)
+        orientation = np.where(
+            var_r == var_c,
+            np.where(cov > 0, math.pi / 4.0, -math.pi / 4.0),
+            0.5 * np.arctan2(2.0 * cov, var_r - var_c),
+        )
+    perimeter = _perimeters(lab, n) if n else np.zeros(0)
+    if rl.size:
+        fmax, fmin, harea = _hull_measures(rows, c0, c1, rl, n)
+    else:
+        fmax = fmin = harea = np.zeros(n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        solidity = area / harea
+
+    nb = np.zeros(n + 1, np.int64)
+    pairs = neighbour_pairs(lab)
+    if pairs.size:
+        nb += np.bincount(pairs.ravel(), minlength=n + 1)
+    touches = np.zeros(n + 1, bool)
+    touches[border_labels(lab)] = True
+
+    idx = np.flatnonzero(present[1:])
+    table = pd.DataFrame(
+        {
+            "label": (idx + 1).astype(np.int32),
+            "centroid-0": mr[idx],
+            "centroid-1": mc[idx],
+            "area": area[idx],
+            "equivalent_diameter": 2.0 * np.sqrt(area[idx] / math.pi),
+            "perimeter": perimeter[idx],
+            "axis_major_length": major[idx],
+            "axis_minor_length": minor[idx],
+            "aspect_ratio": aspect[idx],
+            "orientation": orientation[idx],
+            "feret_diameter_max": fmax[idx],
+            "feret_diameter_min": fmin[idx],
+            "solidity": solidity[idx],
+            "n_neighbors": nb[1:][idx],
+            "touches_border": touches[1:][idx],
+        }
+    )
+    if ps is not None:
+        add_physical_columns(table, ps, u)
+    table.attrs.update({"pixel_size": ps, "unit": u, "image_shape": tuple(lab.shape)})
+    return table
+
+
+def add_physical_columns(table: pd.DataFrame, pixel_size: float, unit: str) -> pd.DataFrame:
+    """Add ``<column>_<unit>`` copies of the length and area columns, in physical units.
+
+    Lengths are multiplied by ``pixel_size`` and areas by its square; ``"µm"`` is spelled
+    ``um`` in the names (e.g. ``equivalent_diameter_um``, ``area_um2``). Modifies ``table``
+    in place and returns it.
+    """
+    ps, u = _check_pixel_size(pixel_size, unit)
+    s = ascii_unit(u)
+    for col in LENGTH_COLUMNS:
+        table[f"{col}_{s}"] = table[col] * ps
+    for col in AREA_COLUMNS:
+        table[f"{col}_{s}2"] = table[col] * ps * ps
+    table.attrs.update({"pixel_size": ps, "unit": u})
+    return table
