@@ -357,7 +357,7 @@ class GrainModel:
         self.scaling1 = NetScaling.from_spec(card["net1"])
         self.scaling2 = NetScaling.from_spec(card["net2"])
         self.device = torch.device("cpu")
-        self._fused: dict[str, nn.Module] = {}
+        self._fused: dict[str, tuple[tuple, nn.Module]] = {}
         self.to(device or "cpu")
 
     def __repr__(self) -> str:
@@ -392,9 +392,15 @@ class GrainModel:
 
     def _inference_net(self, key: str) -> nn.Module:
         net = getattr(self, key)
-        if key not in self._fused:
-            self._fused[key] = fuse_batch_norm(net)
-        return self._fused[key]
+        # Every in-place change of a weight or statistic (optimizer step, load_state_dict, BN
+        # update in train mode) bumps its tensor's version counter, so a stale fused copy is
+        # never used.
+        stamp = tuple((id(t), t._version) for t in net.state_dict(keep_vars=True).values())
+        cached = self._fused.get(key)
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, fuse_batch_norm(net))
+            self._fused[key] = cached
+        return cached[1]
 
     def _run(self, key: str, x: torch.Tensor, scaling: NetScaling, grad: bool) -> torch.Tensor:
         z = x * scaling.input_scale - scaling.input_mean
@@ -415,8 +421,8 @@ class GrainModel:
             The edge stack (Sobel, LoG, Canny) as 0/255 floats; H and W multiples of
             :attr:`multiple`.
         grad : bool
-            False (default): inference -- no autograd, eval-mode net with batch norm fused
-            (a snapshot taken at first use; call :meth:`to` after changing weights). True: run the
+            False (default): inference -- no autograd, an eval-mode copy of the net with batch
+            norm fused into the convs (re-made whenever the weights change). True: run the
             trainable ``net1`` as it is (train or eval mode is the caller's), keeping gradients.
 
         Returns
@@ -443,7 +449,7 @@ class GrainModel:
         return self._run("net2", self._check(x, 1, "boundary map"), self.scaling2, grad)
 
     def invalidate(self) -> None:
-        """Forget the fused inference copies (call after changing the weights in place)."""
+        """Forget the fused inference copies (they are also re-made when weights change)."""
         self._fused.clear()
 
 

@@ -250,6 +250,18 @@ def test_training_path_keeps_gradients_and_matches_inference(paper):
     torch.testing.assert_close(y.detach(), paper.initial_guess(x), atol=1e-5, rtol=1e-4)
 
 
+def test_inference_follows_weight_updates():
+    m = build_model(paper_card(), seed=3)
+    m.net2.eval()
+    x = torch.rand(1, 1, 32, 32)
+    before = m.refine(x)                            # caches a fused copy
+    with torch.no_grad():
+        m.net2.head.bias.add_(0.25)                 # what an optimizer step does: in place
+    after = m.refine(x)
+    assert not torch.equal(before, after)
+    torch.testing.assert_close(after, m.refine(x, grad=True).detach())
+
+
 @pytest.mark.parametrize("shape", [(1, 3, 30, 48), (1, 1, 32, 48), (3, 32, 48)])
 def test_bad_input_shapes_raise(paper, shape):
     with pytest.raises(GrainsError):
