@@ -716,7 +716,7 @@ def find_pairs(data: str | Path, *, boundaries: str | Path | None = None,
         preds: dict[str, Path] = {}
         if pred_root is not None:
             sub = pred_root / s.name
-            preds = _stems(sub) if len(sets) > 1 and sub.is_dir() else _stems(pred_root)
+            preds = _stems(sub) if s != root and sub.is_dir() else _stems(pred_root)
         for stem, gt in sorted(gts.items()):
             image = images.get(stem)
             pred = preds.get(stem)

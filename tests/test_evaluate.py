@@ -295,3 +295,47 @@ def test_cli_evaluate_boundaries(tmp_path, capsys):
     rc = main(["evaluate", "--data", str(data)])
     assert rc == 2
     assert "--model" in capsys.readouterr().err
+
+
+# ---- the benchmark sets --------------------------------------------------------------------
+
+
+def test_benchmark_is_regenerated_identically_from_seeds(tmp_path):
+    from napari_grains import benchdata
+
+    a = benchdata.make_benchmark(tmp_path / "a", sets=["paper96", "large-large"], n_images=2)
+    b = benchdata.make_benchmark(tmp_path / "b", sets=["paper96"], n_images=2)
+    assert set(a) == {"paper96", "large-large"}
+    info = json.loads((tmp_path / "a" / "benchmark.json").read_text())
+    fp = info["sets"]["paper96"]["fingerprint"]
+    assert fp == benchdata.fingerprint(b["paper96"])  # same seeds -> same ground truth
+    assert fp != info["sets"]["large-large"]["fingerprint"]
+    assert info["sets"]["paper96"]["official"] is False  # 2 of 100 images
+    assert info["sets"]["paper96"]["seed"] >= benchdata.SEED_BASE
+    pairs = find_pairs(tmp_path / "a")
+    assert [(p.set, p.name) for p in pairs] == [("large-large", "00000"), ("large-large", "00001"),
+                                                ("paper96", "00000"), ("paper96", "00001")]
+    from napari_grains.io import read_image
+
+    assert read_image(pairs[0].image).data.shape == (512, 512)
+    assert read_image(pairs[2].image).data.shape == (96, 496)
+    with pytest.raises(GrainsError, match="overwrite"):
+        benchdata.make_benchmark(tmp_path / "b", sets=["paper96"], n_images=2)
+    with pytest.raises(GrainsError, match="unknown benchmark set"):
+        benchdata.make_benchmark(tmp_path / "c", sets=["nope"])
+
+
+def test_cli_make_benchmark_then_score_its_ground_truth(tmp_path, capsys):
+    bench = tmp_path / "bench"
+    rc = main(["evaluate", "--make-benchmark", str(bench), "--sets", "large-large", "--n", "1",
+               "--quiet"])
+    assert rc == 0
+    assert "large-large" in capsys.readouterr().out
+    # a copy of the (2-px thick) targets as predictions scores perfectly at 0 px
+    preds = tmp_path / "preds" / "large-large"
+    preds.mkdir(parents=True)
+    for p in (bench / "large-large" / "targets").iterdir():
+        (preds / p.name).write_bytes(p.read_bytes())
+    res = evaluate(bench, boundaries=tmp_path / "preds", tolerance=0)
+    row = res.table.iloc[0]
+    assert (row["f1"], row["eq1_accuracy"], row["ari"], row["vi"]) == (1.0, 100.0, 1.0, 0.0)
