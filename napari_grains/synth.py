@@ -1034,9 +1034,10 @@ def iter_pairs(count: int, params: SynthParams | None = None, seed: SeedLike = N
     start : int
         Index of the first pair.
 
-    Yields
-    ------
-    SynthPair
+    Returns
+    -------
+    iterator of SynthPair
+        Parameters are checked at the call; the pairs are made as the iterator is consumed.
     """
     p = (params or SynthParams()).validate()
     if count < 0:
@@ -1045,8 +1046,8 @@ def iter_pairs(count: int, params: SynthParams | None = None, seed: SeedLike = N
     cfg = p.to_dict()
     n_workers = _resolve_workers(workers)
     chunk = max(1, min(16, count // (4 * n_workers) if n_workers > 1 else 1))
-    jobs = ((cfg, base, start + i) for i in range(count))
-    yield from _ordered_map(_gen_one, jobs, n_workers, chunk)
+    jobs = [(cfg, base, start + i) for i in range(count)]
+    return _ordered_map(_gen_one, jobs, n_workers, chunk)
 
 
 def _name(index: int, digits: int) -> str:
@@ -1121,13 +1122,13 @@ def iter_save_pairs(out: str | os.PathLike, count: int, params: SynthParams | No
     overwrite : bool
         Allow writing into a folder that already has a manifest.
 
-    Yields
-    ------
-    dict
-        The manifest record of each pair, in index order.
+    Returns
+    -------
+    iterator of dict
+        The manifest record of each pair, in index order. Parameters and the folder are checked
+        at the call; the pairs are written as the iterator is consumed, the manifest when it
+        is exhausted.
     """
-    from napari_grains.io import atomic_open
-
     if fmt not in ("png", "tiff"):
         raise GrainsError(f"format must be 'png' or 'tiff', not {fmt!r}.")
     p = (params or SynthParams()).validate()
@@ -1146,7 +1147,13 @@ def iter_save_pairs(out: str | os.PathLike, count: int, params: SynthParams | No
     digits = max(5, len(str(max(count - 1, 0))))
     n_workers = _resolve_workers(workers)
     chunk = max(1, min(16, count // (4 * n_workers) if n_workers > 1 else 1))
-    jobs = ((cfg, base, i, str(out_p), fmt, digits) for i in range(count))
+    jobs = [(cfg, base, i, str(out_p), fmt, digits) for i in range(count)]
+    return _save_all(out_p, jobs, n_workers, chunk)
+
+
+def _save_all(out_p: Path, jobs: list, n_workers: int, chunk: int) -> Iterator[dict]:
+    from napari_grains.io import atomic_open
+
     records = []
     for rec in _ordered_map(_save_one, jobs, n_workers, chunk):
         records.append(rec)
