@@ -1,0 +1,174 @@
+"""``napari-grains train``: train Net1 and Net2 on synthetic pairs and write a model folder."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from napari_grains.errors import GrainsError
+
+HELP = "train Net1 + Net2 on synthetic data and write a model folder"
+
+DESCRIPTION = """\
+Train the two networks on concept-oriented synthetic pairs (the paper's Methods D): Net1 maps the
+edge stack to a boundary map; Net2 is trained to be a stable refiner (Net1's outputs, its own
+earlier outputs, corrupted and clean targets). The best checkpoint by validation error is kept.
+
+The --out folder becomes a model folder (net1.safetensors, net2.safetensors, card.json) usable as
+  napari-grains extract image.tif --model DIR
+Ctrl-C stops cleanly: the best model so far stays in DIR and DIR/checkpoint/ lets you continue:
+  napari-grains train --resume DIR [--net2-epochs 20]
+
+Examples:
+  napari-grains train --out my_model --pairs 1000 --epochs 10
+  napari-grains train --out my_model --init paper --net1-epochs 5 --net2-epochs 20
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the ``train`` options to ``parser``."""
+    parser.add_argument("--out", metavar="DIR", help="model folder to write (default with "
+                        "--resume: the resumed folder)")
+    parser.add_argument("--resume", metavar="DIR", help="continue the training saved in DIR")
+    g = parser.add_argument_group("data")
+    g.add_argument("--pairs", type=int, help="number of synthetic pairs (default 1000)")
+    g.add_argument("--size", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                   help="synthetic image size, multiples of 16 (default 96 496)")
+    g.add_argument("--crop", type=int, nargs=2, metavar=("ROWS", "COLS"),
+                   help="training crop size, multiples of 16 (default 96 96)")
+    g.add_argument("--preset", choices=["realistic", "paper"],
+                   help="synthetic-data preset (default realistic)")
+    g.add_argument("--grain-size", type=float, nargs=2, metavar=("MIN", "MAX"),
+                   help="draw each pair's mean grain diameter (pixels) from MIN..MAX")
+    g.add_argument("--synth", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a SynthParams field (JSON value), repeatable")
+    g.add_argument("--data-cache", metavar="FILE.npz",
+                   help="keep the generated pairs in this file and reuse them")
+    g = parser.add_argument_group("model")
+    g.add_argument("--init", metavar="MODEL",
+                   help="start from this model's weights (paper, default or a folder)")
+    g.add_argument("--net2-arch", choices=["unet", "paper"],
+                   help="Net2 architecture (default unet: skip connections)")
+    g.add_argument("--card", metavar="CARD.json", help="architecture card (overrides --net2-arch)")
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, help="epochs of each stage")
+    g.add_argument("--net1-epochs", type=int, help="epochs of Net1 (0 keeps its start weights)")
+    g.add_argument("--net2-epochs", type=int, help="epochs of Net2")
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--lr", type=float, help="initial Adam learning rate (default 1e-3)")
+    g.add_argument("--net2-lr", type=float, help="initial learning rate of Net2")
+    g.add_argument("--decay-every", type=int, help="epochs between learning-rate halvings")
+    g.add_argument("--decay-factor", type=float, help="learning-rate factor (default 0.5)")
+    g.add_argument("--loss", choices=["mse_dice", "mse", "bce_dice", "bce"])
+    g.add_argument("--seed", type=int)
+    g = parser.add_argument_group("hardware")
+    g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+    g.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+_MAP = {
+    "pairs": "n_pairs", "size": "size", "crop": "crop", "grain_size": "grain_size_range",
+    "data_cache": "data_cache", "init": "init", "net1_epochs": "net1_epochs",
+    "net2_epochs": "net2_epochs", "batch_size": "batch_size", "lr": "lr", "net2_lr": "net2_lr",
+    "decay_every": "lr_decay_every", "decay_factor": "lr_decay_factor", "loss": "loss",
+    "seed": "seed", "device": "device", "threads": "threads",
+}
+
+
+def _config_from_args(args: argparse.Namespace):
+    from napari_grains.train import TrainConfig, default_card
+
+    given: dict = {}
+    for opt, key in _MAP.items():
+        v = getattr(args, opt, None)
+        if v is not None:
+            given[key] = v
+    if args.epochs is not None:
+        given.setdefault("net1_epochs", args.epochs)
+        given.setdefault("net2_epochs", args.epochs)
+    if args.preset is not None:
+        given["synth_preset"] = None if args.preset == "paper" else args.preset
+    if args.synth:
+        over = {}
+        for item in args.synth:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise GrainsError(f"--synth {item!r}: write NAME=VALUE, e.g. --synth noise=0.5")
+            try:
+                over[name.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                over[name.strip()] = value
+        given["synth"] = over
+    if args.card:
+        try:
+            given["card"] = json.loads(Path(args.card).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise GrainsError(f"cannot read the card {args.card}: {exc}") from exc
+    elif args.net2_arch is not None:
+        given["card"] = default_card(args.net2_arch)
+    return given, TrainConfig
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train, showing progress; return 0 when done, 130 when interrupted."""
+    from napari_grains import train as tr
+
+    given, TrainConfig = _config_from_args(args)
+    if args.out is None and args.resume is None:
+        raise GrainsError("give --out DIR (the model folder to write) or --resume DIR.")
+    out = Path(args.out or args.resume)
+    if args.resume is not None:
+        saved = tr.load_checkpoint_config(args.resume)
+        cfg = TrainConfig.from_dict({**saved.to_dict(), **given})
+    else:
+        cfg = TrainConfig(**given)
+    gen = tr.iter_train(cfg, out, resume=args.resume)
+    bar = None
+    dbar = None
+    try:
+        from tqdm import tqdm
+
+        for ev in gen:
+            if args.quiet:
+                continue
+            if isinstance(ev, tr.DataProgress):
+                if dbar is None or dbar.desc != ev.what:
+                    if dbar is not None:
+                        dbar.close()
+                    dbar = tqdm(total=ev.total, desc=ev.what, unit="", leave=False)
+                dbar.n = ev.done
+                dbar.refresh()
+            elif isinstance(ev, tr.Step):
+                total = ev.n_batches * (cfg.net1_epochs if ev.stage == "net1"
+                                        else cfg.net2_epochs)
+                if bar is None or bar.desc != ev.stage:
+                    if bar is not None:
+                        bar.close()
+                    bar = tqdm(total=total, desc=ev.stage, unit="step")
+                bar.n = ev.epoch * ev.n_batches + ev.batch + 1
+                bar.set_postfix(epoch=ev.epoch + 1, loss=f"{ev.loss:.4f}", lr=f"{ev.lr:.2g}",
+                                refresh=False)
+                bar.refresh()
+            elif isinstance(ev, tr.Validation):
+                shown = {k: round(v, 4) for k, v in ev.metrics.items()}
+                tqdm.write(f"{ev.stage} epoch {ev.epoch + 1}: validation error {ev.error:.4f}"
+                           f"{'  (best)' if ev.best else ''}  {shown}")
+            elif isinstance(ev, tr.Done):
+                if bar is not None:
+                    bar.close()
+                print(f"model written to {ev.path} ({ev.seconds / 60:.1f} min); "
+                      f"test: {json.dumps(ev.test_metrics, default=float)}")
+    except KeyboardInterrupt:
+        gen.close()
+        if bar is not None:
+            bar.close()
+        print(f"stopped: best model so far in {out}; continue with "
+              f"napari-grains train --resume {out}")
+        return 130
+    finally:
+        for b in (bar, dbar):
+            if b is not None:
+                b.close()
+    return 0

@@ -1,0 +1,191 @@
+"""Training: a tiny run learns and writes a loadable model; stop / resume behave."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_grains.errors import GrainsError
+from napari_grains.nets import load_model
+from napari_grains.train import (
+    Checkpoint,
+    Done,
+    Epoch,
+    Step,
+    TrainConfig,
+    Validation,
+    boundary_loss,
+    corrupt_boundaries,
+    iter_train,
+    resolve_device,
+    tolerant_prf,
+)
+
+
+def tiny(**kw) -> TrainConfig:
+    base = {"n_pairs": 8, "size": (32, 64), "crop": (32, 32), "net1_epochs": 2, "net2_epochs": 2,
+                "batch_size": 3, "lr": 3e-3, "synth": {"mean_diameter": [8.0, 16.0]}, "val_limit": 4,
+                "net2_val_iterations": (1, 2), "net2_unroll": 2, "threads": 1, "device": "cpu"}
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("data") / "pairs.npz")
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, cache):
+    out = tmp_path_factory.mktemp("model")
+    events = list(iter_train(tiny(net1_epochs=4, data_cache=cache), out))
+    return out, events
+
+
+def test_tiny_run_lowers_loss_and_writes_loadable_model(full_run):
+    out, events = full_run
+    assert isinstance(events[-1], Done) and not events[-1].stopped
+    for stage in ("net1", "net2"):
+        losses = [e.train_loss for e in events if isinstance(e, Epoch) and e.stage == stage]
+        assert len(losses) >= 2
+        assert losses[-1] < losses[0], f"{stage} training loss did not go down: {losses}"
+    steps = [e.step for e in events if isinstance(e, Step) and e.stage == "net1"]
+    assert steps == list(range(1, len(steps) + 1))
+
+    model = load_model(out)
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["status"] == "complete"
+    assert card["training"]["config"]["n_pairs"] == 8
+    assert card["training"]["data"]["split"] == {"train": 6, "val": 1, "test": 1}
+    edges = torch.zeros(1, 3, 32, 64)
+    edges[0, :, 10, :] = 255.0
+    guess = model.initial_guess(edges)
+    refined = model.refine(guess)
+    assert guess.shape == refined.shape == (1, 1, 32, 64)
+    assert float(guess.min()) >= 0.0 and float(guess.max()) <= 1.0
+
+
+def test_best_checkpoint_is_the_lowest_validation_error(full_run):
+    out, events = full_run
+    vals = [e for e in events if isinstance(e, Validation) and e.stage == "net1"]
+    best = min(vals, key=lambda e: e.error)
+    flagged = [e for e in vals if e.best]
+    assert flagged[-1].error == best.error
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["best_validation_error"]["net1"] == pytest.approx(best.error)
+    # a best Validation is followed by a Checkpoint of the model folder
+    i = events.index(flagged[-1])
+    assert any(isinstance(e, Checkpoint) and e.best and e.path == out for e in events[i:])
+
+
+def _weights(folder):
+    from safetensors.torch import load_file
+
+    return {n: load_file(str(folder / f"{n}.safetensors")) for n in ("net1", "net2")}
+
+
+def test_stop_then_resume_continues_exactly(tmp_path, cache):
+    cfg = tiny(net1_epochs=2, net2_epochs=1, data_cache=cache)
+    ref = tmp_path / "ref"
+    list(iter_train(cfg, ref))
+
+    out = tmp_path / "stopped"
+    gen = iter_train(cfg, out)
+    seen = 0
+    for ev in gen:
+        if isinstance(ev, Step):
+            seen += 1
+            if seen == 3:  # mid-way through Net1's second epoch
+                break
+    gen.close()
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["step"]["net1"] == 3 and state["stage"] == "net1"
+    # stopping left a loadable model (the best so far)
+    assert json.loads((out / "card.json").read_text())["training"]["status"] == "stopped"
+    load_model(out)
+
+    resumed = list(iter_train(None, out, resume=out))
+    first = next(e for e in resumed if isinstance(e, Step))
+    assert (first.stage, first.step) == ("net1", 4)
+    assert isinstance(resumed[-1], Done)
+    a, b = _weights(ref), _weights(out)
+    for net in a:
+        for k in a[net]:
+            torch.testing.assert_close(a[net][k], b[net][k], rtol=1e-4, atol=1e-5)
+
+
+def test_resume_rejects_other_data(tmp_path, cache):
+    out = tmp_path / "m"
+    gen = iter_train(tiny(data_cache=cache), out)
+    for ev in gen:
+        if isinstance(ev, Checkpoint):
+            break
+    gen.close()
+    with pytest.raises(GrainsError, match="data settings"):
+        next(iter_train(tiny(n_pairs=9), out, resume=out))
+    with pytest.raises(GrainsError, match="no training checkpoint"):
+        next(iter_train(None, tmp_path / "nothing", resume=tmp_path / "nothing"))
+
+
+def test_corruption_is_graded():
+    from napari_grains.synth import SynthParams, generate_pair
+
+    t = generate_pair(SynthParams(height=64, width=128, mean_diameter=(15.0, 20.0)),
+                      seed=3).target
+    np.testing.assert_array_equal(corrupt_boundaries(t, 0.0, np.random.default_rng(0)), t)
+    tt = torch.from_numpy(t)[None, None]
+    f1 = []
+    for s in (0.1, 0.4, 0.7, 1.0):
+        scores = [tolerant_prf(torch.from_numpy(corrupt_boundaries(
+            t, s, np.random.default_rng(k)) > 0.5)[None, None], tt, 1)[2] for k in range(4)]
+        f1.append(np.mean(scores))
+    assert f1[0] > 0.8
+    assert all(a > b for a, b in itertools.pairwise(f1)), f1
+    pure = corrupt_boundaries(t, 1.0, np.random.default_rng(1))
+    assert abs(np.corrcoef(pure.ravel(), t.ravel())[0, 1]) < 0.05
+
+
+def test_loss_prefers_the_target():
+    t = torch.zeros(1, 1, 16, 16)
+    t[..., 8, :] = 1
+    for kind in ("mse_dice", "mse", "bce_dice", "bce"):
+        assert boundary_loss(t, t, kind) < boundary_loss(1 - t, t, kind)
+        assert boundary_loss(t * 0.9, t, kind) < boundary_loss(t * 0.1, t, kind)
+
+
+@pytest.mark.parametrize("bad", [{"size": (30, 64)}, {"crop": (64, 64)}, {"n_pairs": 2},
+                                 {"loss": "l1"}, {"net2_mix": {"other": 1.0}}])
+def test_bad_config_says_what_to_do(bad):
+    with pytest.raises(GrainsError):
+        tiny(**bad)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(GrainsError, match="CUDA"):
+            resolve_device("cuda")
+
+
+def test_cli_trains_and_resumes(tmp_path, cache, capsys):
+    from napari_grains.cli import main
+
+    out = tmp_path / "cli_model"
+    args = ["train", "--out", str(out), "--pairs", "8", "--size", "32", "64", "--crop", "32",
+            "32", "--net1-epochs", "1", "--net2-epochs", "1", "--batch-size", "3",
+            "--synth", "mean_diameter=[8, 16]", "--device", "cpu", "--threads", "1",
+            "--data-cache", cache, "--quiet"]
+    assert main(args) == 0
+    load_model(out)
+    # more Net2 epochs on top of the finished run
+    assert main(["train", "--resume", str(out), "--net2-epochs", "2", "--quiet"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["config"]["net2_epochs"] == 2
+    assert card["training"]["steps"]["net2"] == 4
+    assert main(["train", "--pairs", "8"]) == 2
+    assert "--out" in capsys.readouterr().err
