@@ -1,0 +1,933 @@
+"""The extraction pipeline: micrograph -> edge stack -> Net1 -> Net2 iterations -> boundaries.
+
+Stages (each a public function, so a GUI or a notebook can run them one by one):
+
+1. :func:`preprocess` -- gray image to the *working* image: resized (``mode="paper"``: squeezed to
+   the authors' 96×496; ``mode="native"``: scaled by a factor so the grains have the size the
+   model was trained on), contrast-stretched to the 1 % / 99 % percentiles, 7×7 median filter.
+2. :func:`compute_edges` -- the 0/255 edge stack (:mod:`napari_grains.edges`).
+3. :func:`run_net1` -- Net1's initial guess (tiled with overlap on large images).
+4. :func:`iter_net2` -- Net2 applied to its own output until convergence (a generator).
+5. :func:`finalize` -- threshold, closing with a disk of radius 2, back to the original size.
+
+:func:`iter_extract` runs them all as a generator of :class:`ExtractEvent` (one per stage and one
+per Net2 iteration, data at the original image size), and returns an :class:`ExtractResult` as
+its ``StopIteration`` value; :func:`extract` drives it for one-shot use.
+
+Convergence (``ExtractParams.convergence``):
+
+``"paper"`` (default)
+    The paper's rule: stop when ``sum |x_k - x_(k-1)| < tolerance × pixels × max`` with max the
+    largest possible value, i.e. when the mean absolute change of the [0, 1] map is below
+    ``tolerance`` (0.003).
+``"script"``
+    The authors' script: the map is stored as uint8 (×255) between iterations, the difference
+    ``uint8(x_k) - uint8(x_(k-1))`` saturates at 0 (only pixels that grew count), and "max" is
+    the maximum of Net1's output instead of 255.
+
+``max_iterations`` caps the loop either way (``ExtractResult.converged`` says which ended it).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from napari_grains.edges import EdgeStack, edge_stack
+from napari_grains.errors import GrainsError
+from napari_grains.io import Micrograph, to_gray_float
+
+if TYPE_CHECKING:  # pragma: no cover
+    from napari_grains.nets import GrainModel
+
+__all__ = [
+    "ExtractEvent",
+    "ExtractParams",
+    "ExtractResult",
+    "Preprocessed",
+    "compute_edges",
+    "estimate_scale",
+    "extract",
+    "finalize",
+    "imresize",
+    "iter_extract",
+    "iter_net2",
+    "mean_intercept",
+    "preprocess",
+    "run_net1",
+]
+
+#: Mean intercept length (pixels) of grain boundaries in the paper model's 96×496 training
+#: images, used when a model card does not record ``training.mean_intercept_px``. Measured with
+#: ``benchmarks/bench_extract.py --calibrate`` on the synthetic generator's default pairs.
+PAPER_MEAN_INTERCEPT_PX = 22.0
+
+MODES = ("native", "paper")
+CONVERGENCE_RULES = ("paper", "script")
+
+
+# ------------------------------------------------------------------------------------------
+# parameters, events, results
+# ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExtractParams:
+    """Everything that controls an extraction.
+
+    Attributes
+    ----------
+    mode : {"native", "paper"}
+        ``"native"`` (default): run at the image's own resolution times ``scale``, padded to a
+        multiple of 16 and tiled when large. ``"paper"``: squeeze to ``paper_size`` (96×496) like
+        the authors' script, then resize the result back.
+    scale : float or "auto"
+        Native mode only: resize factor applied before the nets (2 doubles the image), or
+        ``"auto"`` to estimate it from the image (:func:`estimate_scale`).
+    threshold : float
+        Boundary where the final map exceeds this (0.2, the script's ``0.2·255``).
+    tolerance : float
+        Convergence factor (0.003, the paper's).
+    max_iterations : int
+        Cap on Net2 iterations.
+    convergence : {"paper", "script"}
+        Stopping rule; see the module docstring.
+    percentiles : (float, float)
+        Contrast stretch limits in percent.
+    median_size : int
+        Median filter side (odd; 0 or 1 for none).
+    closing_radius : int
+        Radius of the disk used to close the thresholded map (0 for none).
+    sobel_threshold, log_sigma, log_threshold, canny_sigma, canny_thresholds, canny_thin
+        Edge detector settings, see :func:`napari_grains.edges.edge_stack` (None = MATLAB's
+        automatic thresholds).
+    paper_size : (int, int)
+        Network input size of paper mode (rows, cols).
+    upscale_below_rows : int
+        Paper mode: images with fewer rows are first doubled (as the script does).
+    tile_size : int
+        Native mode: core size of a tile (multiple of 16) when an image is tiled.
+    tile_margin : int
+        Overlap added on each side of a tile and thrown away (multiple of 16, at least the
+        nets' receptive-field radius: 76 px for Net1, 59 px for Net2 of the paper).
+    max_untiled_pixels : int
+        Images (padded, at working resolution) with more pixels than this are tiled.
+    min_scale, max_scale : float
+        Bounds on the automatic scale.
+    """
+
+    mode: str = "native"
+    scale: float | str = "auto"
+    threshold: float = 0.2
+    tolerance: float = 0.003
+    max_iterations: int = 50
+    convergence: str = "paper"
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    median_size: int = 7
+    closing_radius: int = 2
+    sobel_threshold: float | None = None
+    log_sigma: float = 2.0
+    log_threshold: float | None = None
+    canny_sigma: float = math.sqrt(2)
+    canny_thresholds: float | tuple[float, float] | None = None
+    canny_thin: bool = False
+    paper_size: tuple[int, int] = (96, 496)
+    upscale_below_rows: int = 50
+    tile_size: int = 1024
+    tile_margin: int = 96
+    max_untiled_pixels: int = 2304 * 2304
+    min_scale: float = 0.25
+    max_scale: float = 4.0
+
+    @classmethod
+    def authors_script(cls, **overrides: Any) -> ExtractParams:
+        """Settings that reproduce the authors' MATLAB inference script (paper mode, uint8 rule)."""
+        return cls(**{"mode": "paper", "convergence": "script", **overrides})
+
+    def validated(self) -> ExtractParams:
+        """Return self after checking every field; raise :class:`GrainsError` on a bad one."""
+        if self.mode not in MODES:
+            raise GrainsError(f"mode must be one of {MODES} (got {self.mode!r}).")
+        if self.convergence not in CONVERGENCE_RULES:
+            raise GrainsError(
+                f"convergence must be one of {CONVERGENCE_RULES} (got {self.convergence!r})."
+            )
+        if isinstance(self.scale, str):
+            if self.scale != "auto":
+                raise GrainsError(f"scale must be a positive number or 'auto' (got {self.scale!r}).")
+        elif not (isinstance(self.scale, (int, float)) and 0.05 <= float(self.scale) <= 16):
+            raise GrainsError(f"scale must be between 0.05 and 16, or 'auto' (got {self.scale!r}).")
+        if not 0.0 < self.threshold < 1.0:
+            raise GrainsError(f"threshold must be in (0, 1) (got {self.threshold}).")
+        if not self.tolerance >= 0:
+            raise GrainsError(f"tolerance must be >= 0 (got {self.tolerance}).")
+        if int(self.max_iterations) < 0:
+            raise GrainsError(f"max_iterations must be >= 0 (got {self.max_iterations}).")
+        lo, hi = self.percentiles
+        if not 0 <= lo < hi <= 100:
+            raise GrainsError(f"percentiles must satisfy 0 <= low < high <= 100 (got {lo}, {hi}).")
+        if self.median_size > 1 and self.median_size % 2 == 0:
+            raise GrainsError(f"median_size must be odd (got {self.median_size}).")
+        if self.tile_size < 16 or self.tile_size % 16 or self.tile_margin < 0 or self.tile_margin % 16:
+            raise GrainsError(
+                "tile_size must be a positive multiple of 16 and tile_margin a multiple of 16 "
+                f"(got {self.tile_size}, {self.tile_margin})."
+            )
+        if self.closing_radius < 0:
+            raise GrainsError(f"closing_radius must be >= 0 (got {self.closing_radius}).")
+        return self
+
+
+@dataclass
+class ExtractEvent:
+    """One step of :func:`iter_extract`, for progress display.
+
+    Attributes
+    ----------
+    stage : str
+        ``"preprocess"``, ``"edges"``, ``"initial"``, ``"iteration"`` or ``"boundaries"``.
+    data : ndarray or None
+        At the ORIGINAL image size: the preprocessed image (float32), the edge stack (uint8
+        RGB), Net1's map / a Net2 iteration (float32 in [0, 1]), or the boundaries (bool).
+    iteration : int or None
+        Net2 iteration number (1-based) for ``"iteration"`` events.
+    change : float or None
+        Normalised change of that iteration (compare with ``tolerance``).
+    tolerance : float
+        The convergence tolerance in force.
+    progress : float
+        Fraction done, 0..1 (the Net2 part counts against ``max_iterations``).
+    message : str
+        Human-readable line.
+    """
+
+    stage: str
+    data: np.ndarray | None
+    iteration: int | None = None
+    change: float | None = None
+    tolerance: float = 0.0
+    progress: float = 0.0
+    message: str = ""
+
+
+@dataclass
+class Preprocessed:
+    """The working image and how it maps back to the original.
+
+    Attributes
+    ----------
+    image : ndarray of uint8, shape (rows, cols)
+        Resized, contrast-stretched, median-filtered image at working resolution.
+    original_shape : (int, int)
+    scale : (float, float)
+        Working size / original size, per axis.
+    stretch : (float, float)
+        Intensities (in [0, 1]) mapped to black and white by the contrast stretch.
+    """
+
+    image: np.ndarray
+    original_shape: tuple[int, int]
+    scale: tuple[float, float]
+    stretch: tuple[float, float]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Working shape (rows, cols)."""
+        return tuple(self.image.shape)  # type: ignore[return-value]
+
+
+@dataclass
+class ExtractResult:
+    """Everything one extraction computed.
+
+    Attributes
+    ----------
+    boundaries : ndarray of bool, shape (rows, cols)
+        The boundary map at the original image size.
+    edges : EdgeStack
+        The edge stack at working resolution (what Net1 saw) and its thresholds.
+    initial : ndarray of float32, shape (rows, cols)
+        Net1's initial guess in [0, 1], original size.
+    iterations : ndarray of uint8, shape (K, rows, cols)
+        Every Net2 output, ×255 as uint8 (bounded memory: 2048² × 50 iterations is 200 MB),
+        original size.
+    changes : ndarray of float64, shape (K,)
+        Normalised change of each iteration (the convergence curve).
+    n_iterations : int
+    converged : bool
+        True when the rule stopped the loop, False when ``max_iterations`` did.
+    refined : ndarray of float32
+        The last map at working resolution (unpadded), kept so :meth:`boundaries_at` can
+        re-threshold without running the nets.
+    preprocessed : Preprocessed
+    params : ExtractParams
+        The parameters used (``scale`` resolved to a number in native mode).
+    model_name : str
+    timings : dict
+        Milliseconds per stage (``preprocess``, ``edges``, ``net1``, ``net2``, ``finalize``).
+    """
+
+    boundaries: np.ndarray
+    edges: EdgeStack
+    initial: np.ndarray
+    iterations: np.ndarray
+    changes: np.ndarray
+    n_iterations: int
+    converged: bool
+    refined: np.ndarray
+    preprocessed: Preprocessed
+    params: ExtractParams
+    model_name: str
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def probability(self) -> np.ndarray:
+        """The last map at the original size, float32 in [0, 1]."""
+        return _to_original(self.refined, self.preprocessed.original_shape)
+
+    def boundaries_at(self, threshold: float, closing_radius: int | None = None) -> np.ndarray:
+        """Re-threshold the last map without running the nets again.
+
+        Parameters
+        ----------
+        threshold : float in (0, 1)
+        closing_radius : int, optional
+            Defaults to the one used.
+
+        Returns
+        -------
+        ndarray of bool, original size
+        """
+        p = replace(self.params, threshold=float(threshold),
+                    closing_radius=self.params.closing_radius if closing_radius is None
+                    else int(closing_radius)).validated()
+        return finalize(self.refined, self.preprocessed, p)
+
+    def edges_original(self) -> np.ndarray:
+        """The edge stack resized (nearest) to the original size, uint8 RGB."""
+        return _to_original(self.edges.rgb, self.preprocessed.original_shape, nearest=True)
+
+
+# ------------------------------------------------------------------------------------------
+# MATLAB-compatible resize
+# ------------------------------------------------------------------------------------------
+
+
+def _cubic(x: np.ndarray) -> np.ndarray:
+    ax = np.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    return (1.5 * ax3 - 2.5 * ax2 + 1) * (ax <= 1) + (
+        -0.5 * ax3 + 2.5 * ax2 - 4 * ax + 2
+    ) * ((ax > 1) & (ax <= 2))
+
+
+def _resize_matrix(n_in: int, n_out: int) -> Any:
+    """Sparse (n_out, n_in) matrix of MATLAB ``imresize`` bicubic weights (antialiased)."""
+    from scipy import sparse
+
+    scale = n_out / n_in
+    width = 4.0 / scale if scale < 1 else 4.0
+    u = np.arange(1, n_out + 1, dtype=np.float64) / scale + 0.5 * (1 - 1 / scale)
+    left = np.floor(u - width / 2)
+    p = int(math.ceil(width)) + 2
+    idx = left[:, None] + np.arange(p)[None, :]
+    dist = u[:, None] - idx
+    w = scale * _cubic(scale * dist) if scale < 1 else _cubic(dist)
+    w /= w.sum(axis=1, keepdims=True)
+    # symmetric boundary: 1..n, n..1 repeating (1-based)
+    aux = np.concatenate([np.arange(n_in), np.arange(n_in)[::-1]])
+    cols = aux[np.mod(idx.astype(np.int64) - 1, 2 * n_in)]
+    rows = np.repeat(np.arange(n_out), p)
+    m = sparse.csr_matrix((w.ravel(), (rows, cols.ravel())), shape=(n_out, n_in))
+    m.sum_duplicates()
+    return m
+
+
+def imresize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize like MATLAB ``imresize(I, [rows cols])`` (bicubic, antialiased when shrinking).
+
+    Parameters
+    ----------
+    image : ndarray, shape (rows, cols) or (rows, cols, channels)
+        Float image (other dtypes are converted to float32).
+    shape : (int, int)
+        Output (rows, cols).
+
+    Returns
+    -------
+    ndarray of float32
+    """
+    a = np.asarray(image, dtype=np.float32)
+    rows, cols = int(shape[0]), int(shape[1])
+    if rows < 1 or cols < 1:
+        raise GrainsError(f"cannot resize to {shape}.")
+    if a.shape[:2] == (rows, cols):
+        return a.copy()
+    if a.ndim == 3:
+        return np.stack([imresize(a[..., c], shape) for c in range(a.shape[2])], axis=-1)
+    out = a
+    if rows != a.shape[0]:
+        out = np.asarray(_resize_matrix(a.shape[0], rows).astype(np.float32) @ out)
+    if cols != a.shape[1]:
+        out = np.asarray((_resize_matrix(a.shape[1], cols).astype(np.float32) @ out.T).T)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _to_original(a: np.ndarray, shape: tuple[int, int], *, nearest: bool = False) -> np.ndarray:
+    """Resize a working-resolution array to the original shape (fast, OpenCV)."""
+    if a.shape[:2] == tuple(shape):
+        return a
+    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
+    return cv2.resize(a, (int(shape[1]), int(shape[0])), interpolation=interp)
+
+
+# ------------------------------------------------------------------------------------------
+# stage 1: preprocess
+# ------------------------------------------------------------------------------------------
+
+
+def _as_gray(image: np.ndarray | Micrograph) -> np.ndarray:
+    if isinstance(image, Micrograph):
+        image = image.data
+    a = to_gray_float(np.asarray(image))
+    if min(a.shape) < 8:
+        raise GrainsError(
+            f"image of shape {a.shape} is too small; napari-grains needs at least 8×8 pixels."
+        )
+    lo, hi = float(a.min()), float(a.max())
+    if hi - lo < 1e-6:
+        raise GrainsError(
+            f"the image is constant (every pixel is {lo:.4g}): there are no edges to find. "
+            "Check that this is the micrograph and not a blank or saturated frame."
+        )
+    return a
+
+
+def _stretchlim(a: np.ndarray, percentiles: tuple[float, float], nbins: int) -> tuple[float, float]:
+    """MATLAB ``stretchlim``: intensities at the low/high fractions of the histogram."""
+    lo_f, hi_f = percentiles[0] / 100.0, percentiles[1] / 100.0
+    bins = np.clip(np.floor(a.ravel() * (nbins - 1) + 0.5), 0, nbins - 1).astype(np.intp)
+    cdf = np.cumsum(np.bincount(bins, minlength=nbins)) / a.size
+    ilow = int(np.argmax(cdf > lo_f))
+    ihigh = int(np.argmax(cdf >= hi_f)) if hi_f < 1 else nbins - 1
+    if ilow >= ihigh:
+        ilow, ihigh = 0, nbins - 1
+    return ilow / (nbins - 1), ihigh / (nbins - 1)
+
+
+def _median_symmetric(u8: np.ndarray, size: int) -> np.ndarray:
+    """``medfilt2(I, [size size], 'symmetric')`` on uint8."""
+    if size <= 1:
+        return u8
+    r = size // 2
+    padded = np.pad(u8, r, mode="symmetric")
+    return np.ascontiguousarray(cv2.medianBlur(padded, size)[r:-r, r:-r])
+
+
+def _working_shape(shape: tuple[int, int], params: ExtractParams, scale: float) -> tuple[int, int]:
+    if params.mode == "paper":
+        return tuple(params.paper_size)  # type: ignore[return-value]
+    return max(16, int(round(shape[0] * scale))), max(16, int(round(shape[1] * scale)))
+
+
+def preprocess(
+    image: np.ndarray | Micrograph, params: ExtractParams | None = None, *, scale: float = 1.0
+) -> Preprocessed:
+    """Resize, contrast-stretch and median-filter a micrograph.
+
+    Parameters
+    ----------
+    image : ndarray or Micrograph
+        Gray (rows, cols) or RGB(A) image of any dtype (see :func:`napari_grains.io.to_gray_float`).
+    params : ExtractParams, optional
+    scale : float
+        Native mode: resize factor (ignored in paper mode, which squeezes to ``paper_size``).
+
+    Returns
+    -------
+    Preprocessed
+
+    Raises
+    ------
+    GrainsError
+        Empty, tiny, constant or non-finite images.
+    """
+    params = (params or ExtractParams()).validated()
+    gray = _as_gray(image)
+    original = gray.shape
+    if params.mode == "paper":
+        if gray.shape[0] < params.upscale_below_rows:
+            gray = imresize(gray, (gray.shape[0] * 2, gray.shape[1] * 2))
+        work = imresize(gray, params.paper_size)
+        # the script works on uint8 images: quantise after resizing
+        u8 = np.clip(np.floor(work * 255 + 0.5), 0, 255).astype(np.uint8)
+        lo, hi = _stretchlim(u8.astype(np.float32) / 255, params.percentiles, 256)
+        f = u8.astype(np.float32) / 255
+    else:
+        shape = _working_shape(original, params, scale)
+        work = imresize(gray, shape) if shape != original else gray
+        f = np.clip(work, 0, 1)
+        lo, hi = _stretchlim(f, params.percentiles, 65536)
+    stretched = np.clip((f - lo) / max(hi - lo, 1e-12), 0, 1)
+    u8 = np.floor(stretched * 255 + 0.5).astype(np.uint8)
+    u8 = _median_symmetric(u8, params.median_size)
+    wshape = u8.shape
+    return Preprocessed(
+        image=u8,
+        original_shape=(int(original[0]), int(original[1])),
+        scale=(wshape[0] / original[0], wshape[1] / original[1]),
+        stretch=(float(lo), float(hi)),
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# stage 2: edges
+# ------------------------------------------------------------------------------------------
+
+
+def compute_edges(pre: Preprocessed | np.ndarray, params: ExtractParams | None = None) -> EdgeStack:
+    """The edge stack of the working image (MATLAB ``edge()`` defaults unless overridden).
+
+    Parameters
+    ----------
+    pre : Preprocessed or ndarray
+        Output of :func:`preprocess`, or a gray image (uint8 or float in [0, 1]).
+    params : ExtractParams, optional
+
+    Returns
+    -------
+    EdgeStack
+    """
+    p = params or ExtractParams()
+    img = pre.image if isinstance(pre, Preprocessed) else np.asarray(pre)
+    return edge_stack(
+        img,
+        sobel_threshold=p.sobel_threshold,
+        log_sigma=p.log_sigma,
+        log_threshold=p.log_threshold,
+        canny_sigma=p.canny_sigma,
+        canny_thresholds=p.canny_thresholds,
+        canny_thin=p.canny_thin,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# stages 3-4: the nets, padded and tiled
+# ------------------------------------------------------------------------------------------
+
+
+def _pad_to(a: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """Reflect-pad the last two axes of (C, H, W) up to multiples of ``multiple``."""
+    h, w = a.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return a, (h, w)
+    mode = "reflect" if (ph < h and pw < w) else "symmetric"
+    return np.pad(a, ((0, 0), (0, ph), (0, pw)), mode=mode), (h, w)
+
+
+def _run_tiled(
+    fn: Callable[[Any], Any], x: np.ndarray, params: ExtractParams, multiple: int
+) -> np.ndarray:
+    """Apply a net ``fn`` ((1,C,H,W) tensor -> (1,1,H,W)) to (C, H, W), tiling if large.
+
+    Tiles start on the net's pooling grid (multiples of ``multiple``) and carry
+    ``params.tile_margin`` pixels of real image context on each side, which are thrown away;
+    with batch norm in inference mode tiles are independent, so the seams vanish.
+    """
+    import torch
+
+    _, h, w = x.shape
+    if params.mode == "paper" or h * w <= params.max_untiled_pixels:
+        with torch.inference_mode():
+            return fn(torch.from_numpy(np.ascontiguousarray(x))[None])[0, 0].cpu().numpy()
+    tile, margin = params.tile_size, params.tile_margin
+    tile = max(multiple, tile - tile % multiple)
+    margin = margin + (-margin) % multiple
+    out = np.empty((h, w), np.float32)
+    with torch.inference_mode():
+        for y0 in range(0, h, tile):
+            y1 = min(h, y0 + tile)
+            a0, a1 = max(0, y0 - margin), min(h, y1 + margin)
+            for x0 in range(0, w, tile):
+                x1 = min(w, x0 + tile)
+                b0, b1 = max(0, x0 - margin), min(w, x1 + margin)
+                sub = torch.from_numpy(np.ascontiguousarray(x[:, a0:a1, b0:b1]))[None]
+                res = fn(sub)[0, 0].cpu().numpy()
+                out[y0:y1, x0:x1] = res[y0 - a0 : y1 - a0, x0 - b0 : x1 - b0]
+    return out
+
+
+def run_net1(edges: EdgeStack | np.ndarray, model: GrainModel,
+             params: ExtractParams | None = None) -> np.ndarray:
+    """Net1's initial guess from an edge stack.
+
+    Parameters
+    ----------
+    edges : EdgeStack or ndarray (rows, cols, 3) uint8 0/255
+    model : GrainModel
+    params : ExtractParams, optional
+        Tiling settings.
+
+    Returns
+    -------
+    ndarray of float32, shape (rows, cols), in [0, 1]
+    """
+    p = params or ExtractParams()
+    rgb = edges.rgb if isinstance(edges, EdgeStack) else np.asarray(edges)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise GrainsError(f"edge stack must be (rows, cols, 3); got {rgb.shape}.")
+    x = np.transpose(rgb, (2, 0, 1)).astype(np.float32)
+    x, (h, w) = _pad_to(x, model.multiple)
+    y = _run_tiled(model.initial_guess, x, p, model.multiple)
+    return np.ascontiguousarray(y[:h, :w])
+
+
+def iter_net2(
+    initial: np.ndarray, model: GrainModel, params: ExtractParams | None = None
+) -> Iterator[tuple[int, np.ndarray, float, bool]]:
+    """Apply Net2 to its own output until convergence; yield each iteration.
+
+    Parameters
+    ----------
+    initial : ndarray of float32, shape (rows, cols), in [0, 1]
+        Net1's map (working resolution).
+    model : GrainModel
+    params : ExtractParams, optional
+        ``tolerance``, ``max_iterations``, ``convergence`` and tiling settings.
+
+    Yields
+    ------
+    k : int
+        Iteration number, from 1.
+    x : ndarray of float32, shape (rows, cols)
+        Net2's output of this iteration, in [0, 1] (uint8-quantised under the script rule).
+    change : float
+        Normalised change (``sum |Δ| / (pixels × max)``; the script rule counts only growth
+        and uses Net1's maximum).
+    converged : bool
+        True on the iteration that met the rule (the last one yielded).
+    """
+    p = (params or ExtractParams()).validated()
+    h, w = initial.shape
+    npix = h * w
+    script = p.convergence == "script"
+    prev = np.asarray(initial, np.float32)
+    if script:
+        max1 = float(prev.max()) * 255.0
+        prev_u8 = np.floor(prev * 255 + 0.5).astype(np.uint8)
+        prev = prev_u8.astype(np.float32) / 255
+    for k in range(1, int(p.max_iterations) + 1):
+        x, _ = _pad_to(prev[None], model.multiple)
+        y = np.ascontiguousarray(_run_tiled(model.refine, x, p, model.multiple)[:h, :w])
+        if script:
+            y_u8 = np.floor(y * 255 + 0.5).astype(np.uint8)
+            grown = np.subtract(y_u8, prev_u8, dtype=np.int16).clip(min=0)
+            change = float(grown.sum(dtype=np.int64)) / (npix * max1) if max1 > 0 else 0.0
+            prev_u8 = y_u8
+            y = y_u8.astype(np.float32) / 255
+        else:
+            change = float(np.abs(y - prev).sum(dtype=np.float64)) / npix
+        converged = change < p.tolerance
+        yield k, y, change, converged
+        prev = y
+        if converged:
+            return
+
+
+# ------------------------------------------------------------------------------------------
+# stage 5: finalize
+# ------------------------------------------------------------------------------------------
+
+
+def _disk(radius: int) -> np.ndarray:
+    r = int(radius)
+    y, x = np.mgrid[-r : r + 1, -r : r + 1]
+    return (x * x + y * y <= r * r).astype(np.uint8)
+
+
+def finalize(refined: np.ndarray, pre: Preprocessed, params: ExtractParams | None = None) -> np.ndarray:
+    """Threshold, close with a disk, and bring the boundary map back to the original size.
+
+    Parameters
+    ----------
+    refined : ndarray of float32, working resolution, in [0, 1]
+    pre : Preprocessed
+        Gives the original shape.
+    params : ExtractParams, optional
+        ``threshold`` and ``closing_radius``.
+
+    Returns
+    -------
+    ndarray of bool, original shape
+    """
+    p = params or ExtractParams()
+    b = (np.asarray(refined) > p.threshold).astype(np.uint8)
+    if p.closing_radius > 0:
+        b = cv2.morphologyEx(b, cv2.MORPH_CLOSE, _disk(p.closing_radius),
+                             borderType=cv2.BORDER_REPLICATE)
+    shape = pre.original_shape
+    if b.shape != tuple(shape):
+        # MATLAB resizes a logical image on doubles and thresholds at 0.5
+        b = imresize(b.astype(np.float32), shape) > 0.5
+    return b.astype(bool)
+
+
+# ------------------------------------------------------------------------------------------
+# grain size and the automatic scale
+# ------------------------------------------------------------------------------------------
+
+
+def mean_intercept(boundaries: np.ndarray) -> float:
+    """Mean intercept length (pixels) of a boundary map along rows and columns.
+
+    The total length of test lines (every row and every column) that is not boundary, divided
+    by the number of boundary crossings (runs of boundary pixels). Returns ``inf`` when no line
+    crosses a boundary.
+
+    Parameters
+    ----------
+    boundaries : ndarray of bool, shape (rows, cols)
+
+    Returns
+    -------
+    float
+    """
+    b = np.asarray(boundaries, bool)
+    free = float((~b).sum()) * 2
+    crossings = 0
+    for a in (b, b.T):
+        starts = a[:, 1:] & ~a[:, :-1]
+        crossings += int(starts.sum()) + int(a[:, 0].sum())
+    if crossings == 0:
+        return math.inf
+    return free / crossings
+
+
+def _target_intercept(model: GrainModel) -> float:
+    tr = model.card.get("training", {}) if isinstance(model.card, dict) else {}
+    v = tr.get("mean_intercept_px")
+    return float(v) if v else PAPER_MEAN_INTERCEPT_PX
+
+
+def estimate_scale(
+    image: np.ndarray | Micrograph,
+    model: GrainModel,
+    params: ExtractParams | None = None,
+    *,
+    passes: int = 2,
+) -> float:
+    """Estimate the native-mode scale factor that gives grains their training size.
+
+    Runs preprocessing, edges and Net1 (no Net2) at the current guess (starting at 1), measures
+    the :func:`mean_intercept` of Net1's thresholded map in working pixels, and rescales by
+    ``target / measured``, where ``target`` is the model card's
+    ``training.mean_intercept_px`` (:data:`PAPER_MEAN_INTERCEPT_PX` for the paper model).
+    A second pass at the new scale corrects for the nets' own size bias. To keep it cheap,
+    images are first looked at through at most 1024×1024 working pixels.
+
+    Returns
+    -------
+    float
+        The scale, clipped to ``[params.min_scale, params.max_scale]``.
+    """
+    p = replace(params or ExtractParams(), mode="native").validated()
+    gray = _as_gray(image)
+    target = _target_intercept(model)
+    # look through a window of at most ~1M working pixels (centre crop)
+    scale = 1.0
+    for _ in range(max(1, passes)):
+        side = int(1024 / scale)
+        h, w = gray.shape
+        y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        crop = gray[y0 : y0 + side, x0 : x0 + side]
+        pre = preprocess(crop, p, scale=scale)
+        guess = run_net1(compute_edges(pre, p), model, p)
+        measured = mean_intercept(guess > p.threshold)
+        if not math.isfinite(measured) or measured <= 0:
+            break
+        new = float(np.clip(scale * target / measured, p.min_scale, p.max_scale))
+        if abs(new - scale) / scale < 0.05:
+            scale = new
+            break
+        scale = new
+    return float(np.clip(scale, p.min_scale, p.max_scale))
+
+
+# ------------------------------------------------------------------------------------------
+# the whole pipeline
+# ------------------------------------------------------------------------------------------
+
+
+def _resolve_model(model: GrainModel | str | None) -> GrainModel:
+    if model is None or isinstance(model, str):
+        from napari_grains.nets import load_model
+
+        return load_model(model or "default")
+    return model
+
+
+def iter_extract(
+    image: np.ndarray | Micrograph,
+    model: GrainModel | str | None = None,
+    params: ExtractParams | None = None,
+) -> Generator[ExtractEvent, None, ExtractResult]:
+    """Run the pipeline, yielding an event per stage and per Net2 iteration.
+
+    Parameters
+    ----------
+    image : ndarray or Micrograph
+        The micrograph (gray or RGB, any dtype).
+    model : GrainModel or str, optional
+        A loaded model, a model name/folder, or None for ``"default"``.
+    params : ExtractParams, optional
+
+    Yields
+    ------
+    ExtractEvent
+
+    Returns
+    -------
+    ExtractResult
+        As the generator's ``StopIteration.value`` (``result = yield from iter_extract(...)``).
+
+    Examples
+    --------
+    >>> gen = iter_extract(img, "paper")                       # doctest: +SKIP
+    >>> while True:                                            # doctest: +SKIP
+    ...     try:
+    ...         event = next(gen); print(event.message)
+    ...     except StopIteration as stop:
+    ...         result = stop.value; break
+    """
+    p = replace(params or ExtractParams()).validated()
+    model = _resolve_model(model)
+    timings: dict[str, float] = {}
+    tol = float(p.tolerance)
+    cap = max(1, int(p.max_iterations))
+
+    t0 = time.perf_counter()
+    gray = _as_gray(image)
+    if p.mode == "native":
+        if p.scale == "auto":
+            t_s = time.perf_counter()
+            p.scale = estimate_scale(gray, model, p)
+            timings["scale"] = (time.perf_counter() - t_s) * 1e3
+        scale = float(p.scale)
+    else:
+        scale = 1.0
+    t0 = time.perf_counter()
+    pre = preprocess(gray, p, scale=scale)
+    timings["preprocess"] = (time.perf_counter() - t0) * 1e3
+    oshape = pre.original_shape
+    yield ExtractEvent(
+        "preprocess", _to_original(pre.image, oshape).astype(np.float32) / 255, tolerance=tol,
+        progress=0.05,
+        message=f"preprocessed to {pre.shape[0]}×{pre.shape[1]} (scale {pre.scale[0]:.3g})",
+    )
+
+    t0 = time.perf_counter()
+    edges = compute_edges(pre, p)
+    timings["edges"] = (time.perf_counter() - t0) * 1e3
+    yield ExtractEvent("edges", _to_original(edges.rgb, oshape, nearest=True), tolerance=tol,
+                       progress=0.1, message="edge stack (Sobel, LoG, Canny)")
+
+    t0 = time.perf_counter()
+    initial = run_net1(edges, model, p)
+    timings["net1"] = (time.perf_counter() - t0) * 1e3
+    initial_o = _to_original(initial, oshape)
+    yield ExtractEvent("initial", initial_o, tolerance=tol, progress=0.3,
+                       message="Net1 initial guess")
+
+    t0 = time.perf_counter()
+    frames: list[np.ndarray] = []
+    changes: list[float] = []
+    converged = False
+    last = initial
+    for k, y, change, conv in iter_net2(initial, model, p):
+        y_o = _to_original(y, oshape)
+        frames.append(np.floor(y_o * 255 + 0.5).astype(np.uint8))
+        changes.append(change)
+        last, converged = y, conv
+        yield ExtractEvent(
+            "iteration", y_o, iteration=k, change=change, tolerance=tol,
+            progress=0.3 + 0.65 * min(1.0, k / cap),
+            message=f"Net2 iteration {k}: change {change:.5f} (tolerance {tol})",
+        )
+    timings["net2"] = (time.perf_counter() - t0) * 1e3
+
+    t0 = time.perf_counter()
+    boundaries = finalize(last, pre, p)
+    timings["finalize"] = (time.perf_counter() - t0) * 1e3
+    yield ExtractEvent("boundaries", boundaries, tolerance=tol, progress=1.0,
+                       message=f"boundaries ({len(changes)} Net2 iterations, "
+                       f"{'converged' if converged else 'stopped at the cap'})")
+    iterations = (np.stack(frames) if frames
+                  else np.zeros((0, *oshape), np.uint8))
+    return ExtractResult(
+        boundaries=boundaries,
+        edges=edges,
+        initial=initial_o.astype(np.float32, copy=False),
+        iterations=iterations,
+        changes=np.asarray(changes, np.float64),
+        n_iterations=len(changes),
+        converged=converged,
+        refined=np.asarray(last, np.float32),
+        preprocessed=pre,
+        params=p,
+        model_name=model.name,
+        timings=timings,
+    )
+
+
+def extract(
+    image: np.ndarray | Micrograph,
+    model: GrainModel | str | None = None,
+    params: ExtractParams | None = None,
+    *,
+    callback: Callable[[ExtractEvent], None] | None = None,
+    **overrides: Any,
+) -> ExtractResult:
+    """Extract grain boundaries from a micrograph in one call.
+
+    Parameters
+    ----------
+    image : ndarray or Micrograph
+    model : GrainModel or str, optional
+        Defaults to the ``"default"`` model.
+    params : ExtractParams, optional
+    callback : callable, optional
+        Called with every :class:`ExtractEvent` (e.g. to advance a progress bar).
+    **overrides
+        Fields of :class:`ExtractParams` to change, e.g. ``mode="paper"``, ``scale=2``.
+
+    Returns
+    -------
+    ExtractResult
+
+    Examples
+    --------
+    >>> from napari_grains.io import read_image           # doctest: +SKIP
+    >>> res = extract(read_image("TEM.png"), "paper", scale=2)   # doctest: +SKIP
+    >>> res.boundaries.shape, res.n_iterations             # doctest: +SKIP
+    """
+    p = params or ExtractParams()
+    if overrides:
+        unknown = set(overrides) - set(asdict(ExtractParams()))
+        if unknown:
+            raise GrainsError(f"unknown extraction parameter(s): {', '.join(sorted(unknown))}.")
+        p = replace(p, **overrides)
+    gen = iter_extract(image, model, p)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if callback is not None:
+            callback(event)
