@@ -149,7 +149,8 @@ class TrainConfig:
     tolerance : int
         Pixel tolerance of the validation precision / recall.
     threshold : float
-        Probability above which a pixel counts as boundary in validation.
+        Probability above which a pixel counts as boundary in validation (0.2, as
+        ``napari_grains.extract``).
     device : str
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     threads : int or None
@@ -187,7 +188,7 @@ class TrainConfig:
     net2_val_iterations: tuple[int, ...] = (1, 4, 16)
     val_limit: int = 64
     tolerance: int = 2
-    threshold: float = 0.5
+    threshold: float = 0.2
     device: str = "auto"
     threads: int | None = None
     data_cache: str | None = None
@@ -598,8 +599,7 @@ def _synth_params(cfg: TrainConfig):
 
 def _iter_make_data(cfg: TrainConfig) -> Iterator[DataProgress | _Data]:
     """Generate the pairs and their edge stacks (yields progress, then the data)."""
-    from napari_grains import edges as edges_mod
-    from napari_grains import synth
+    from napari_grains import extract, synth
 
     params = _synth_params(cfg)
     key = json.dumps(cfg.data_key(), sort_keys=True)
@@ -613,13 +613,16 @@ def _iter_make_data(cfg: TrainConfig) -> Iterator[DataProgress | _Data]:
     if ed is None:
         ed = np.zeros((n, 3, h, w), np.uint8)
         ta = np.zeros((n, 1, h, w), np.uint8)
+        xparams = extract.ExtractParams(mode="native", scale=1.0)
         for i in range(n):
             pair = synth.generate_pair(params, seed=cfg.data_seed, index=i)
             img = np.asarray(pair.image, np.float32)
             if img.shape != (h, w):
                 raise GrainsError(f"synthetic image shape {img.shape} != size {cfg.size}; "
                                   "set the SynthParams size fields through `synth`.")
-            ed[i] = np.moveaxis(np.asarray(edges_mod.edge_stack(img).rgb), -1, 0)
+            # the edge stack exactly as the pipeline makes it (contrast stretch, median filter)
+            pre = extract.preprocess(img, xparams, scale=1.0)
+            ed[i] = np.moveaxis(np.asarray(extract.compute_edges(pre, xparams).rgb), -1, 0)
             ta[i, 0] = np.asarray(pair.target, bool)
             if (i + 1) % 10 == 0 or i + 1 == n:
                 yield DataProgress("synthetic pairs", i + 1, n)
@@ -633,12 +636,17 @@ def _iter_make_data(cfg: TrainConfig) -> Iterator[DataProgress | _Data]:
     n_test = max(1, round(0.075 * n))
     val, test, train_ = perm[:n_val], perm[n_val:n_val + n_test], perm[n_val + n_test:]
     params_json = params.to_dict()
+    from napari_grains.extract import mean_intercept
+
+    icpt = [mean_intercept(ta[i, 0] > 0) for i in np.sort(train_)]
+    icpt = [v for v in icpt if math.isfinite(v)]
     info = {"generator": "napari_grains.synth",
             "generator_version": getattr(synth, "GENERATOR_VERSION", None),
             "preset": cfg.synth_preset, "params": params_json,
             "grain_size_range": cfg.grain_size_range, "n_pairs": n,
             "split": {"train": len(train_), "val": len(val), "test": len(test)},
-            "seed": cfg.data_seed, "indices": [0, n - 1]}
+            "seed": cfg.data_seed, "indices": [0, n - 1],
+            "mean_intercept_px": float(np.median(icpt)) if icpt else None}
     yield _Data(torch.from_numpy(ed), torch.from_numpy(ta), np.sort(train_), np.sort(val),
                 np.sort(test), info)
 
@@ -734,27 +742,25 @@ def _build(cfg: TrainConfig, device: torch.device):
     from napari_grains import nets
 
     card = json.loads(json.dumps(cfg.card)) if cfg.card is not None else default_card()
-    model = nets.build_model(card, seed=cfg.seed)
+    init_states: dict[str, dict] = {}
     if cfg.init:
         src = nets.load_model(cfg.init, device="cpu")
+        probe = nets.build_model(card, seed=cfg.seed)
         for name in STAGES:
-            dst_sd = getattr(model, name).state_dict()
+            dst_sd = getattr(probe, name).state_dict()
             src_sd = getattr(src, name).state_dict()
             if dst_sd.keys() == src_sd.keys() and all(
                 dst_sd[k].shape == src_sd[k].shape for k in dst_sd
             ):
-                getattr(model, name).load_state_dict(src_sd)
-                _copy_scaling(src.card, model.card, name)
-        model = nets.GrainModel(model.name, model.card, model.net1, model.net2)
+                # same layers: take the source's whole entry (ceiling, scaling) with its weights
+                card[name] = json.loads(json.dumps(src.card[name]))
+                init_states[name] = src_sd
+        card.setdefault("init", {})
+        card["init"] = {"model": str(cfg.init), "nets": sorted(init_states)}
+    model = nets.build_model(card, seed=cfg.seed)
+    for name, sd in init_states.items():
+        getattr(model, name).load_state_dict(sd)
     return model.to(device)
-
-
-def _copy_scaling(src: dict, dst: dict, name: str) -> None:
-    """Copy the architecture/scaling section of one net from ``src`` card to ``dst`` card."""
-    if isinstance(src.get(name), dict) and isinstance(dst.get(name), dict):
-        for key in ("input_scale", "input_mean", "output_scale"):
-            if key in src[name]:
-                dst[name][key] = src[name][key]
 
 
 def _save_weights(module: torch.nn.Module, path: Path) -> None:
@@ -830,6 +836,10 @@ class _Run:
             "hardware": _hardware(self.device),
             "device": str(self.device),
             "torch": torch.__version__,
+            # read by extract.estimate_scale: the grain size (mean intercept, px) the nets
+            # were trained at
+            "mean_intercept_px": (self.data.params.get("mean_intercept_px")
+                                  if self.data is not None else None),
             "best_validation_error": dict(self.state["best"]),
             "steps": dict(self.state["step"]),
             "history": self.state["history"][-200:],
