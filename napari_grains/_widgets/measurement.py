@@ -1,0 +1,554 @@
+"""Measurement dock: grain statistics of the current (corrected) boundaries, live.
+
+Measuring runs :func:`napari_grains.measure.measure` on a worker, and the histogram is rendered
+there too (matplotlib Agg to an RGBA buffer), so the GUI thread only swaps in results. The
+per-grain table is a Qt model over the core's pandas table (no copy per cell); selecting rows
+highlights those grains in a ``<boundaries> measured grains`` Labels layer, and clicking a grain
+in that layer selects its row. The measurement reruns, debounced, after every edit of the
+boundaries layer. Exports call the core's ``Measurement.to_*`` methods and never overwrite a
+file without asking. *Run on folder* drives :func:`napari_grains.batch.iter_batch` with a
+progress bar and Cancel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer
+from qtpy.QtGui import QImage, QPixmap
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_grains.errors import GrainsError
+
+MEASURE_DEBOUNCE_MS = 800
+UNITS = ("nm", "µm", "mm")
+
+#: Export kind -> (button text, file filter, Measurement method, default file suffix)
+EXPORTS = {
+    "csv": ("CSV table", "CSV (*.csv)", "to_csv", "_grains.csv"),
+    "json": ("JSON summary", "JSON (*.json)", "to_json", "_summary.json"),
+    "histogram_png": ("Histogram PNG", "PNG (*.png)", "to_histogram_png", "_histogram.png"),
+    "histogram_svg": ("Histogram SVG", "SVG (*.svg)", "to_histogram_svg", "_histogram.svg"),
+    "overlay": ("Overlay PNG", "PNG (*.png)", "to_overlay_png", "_overlay.png"),
+    "labels": ("Label TIFF", "TIFF (*.tif *.tiff)", "to_label_tiff", "_labels.tif"),
+}
+
+
+def render_histogram(measurement, *, bins: int, log: bool, weights: str) -> np.ndarray:
+    """The measurement's histogram (with lognormal fit) as an RGBA array (off the GUI thread)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = measurement.histogram(bins=bins, log=log, weights=weights)
+    fig.set_size_inches(4.6, 3.0)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()
+
+
+def _measure_job(boundaries, image, pixel_size, unit, params, hist):
+    from napari_grains.measure import measure
+
+    m = measure(boundaries, pixel_size=pixel_size, unit=unit, image=image, params=params)
+    rgba = render_histogram(m, **hist) if m.n_grains else None
+    return m, rgba
+
+
+def summary_text(measurement) -> str:
+    """Count, mean/median ECD and ASTM E112 G numbers, as the dock shows them."""
+    s = measurement.summary
+    unit = measurement.unit or "px"
+    ecd = s["equivalent_diameter"].get(unit, s["equivalent_diameter"]["px"])
+    e = s["astm_e112"]
+    g_p = (e.get("planimetric") or {}).get("G")
+    g_i = (e.get("intercept") or {}).get("G")
+
+    def g(v):
+        return "— (needs a pixel size)" if v is None else f"{v:.2f}"
+
+    return (f"Grains: {s['n_grains']} ({s['n_cut_by_border']} cut by the border)\n"
+            f"ECD mean {ecd['mean']:.4g} {unit}, median {ecd['median']:.4g} {unit}\n"
+            f"ASTM E112 G: planimetric {g(g_p)}, intercept {g(g_i)}")
+
+
+class GrainTableModel(QAbstractTableModel):
+    """A read-only Qt model over a pandas per-grain table."""
+
+    def __init__(self, table=None):
+        super().__init__()
+        self.set_table(table)
+
+    def set_table(self, table) -> None:
+        """Show ``table`` (a DataFrame, or None for empty)."""
+        self.beginResetModel()
+        self.table = table
+        self._values = table.to_numpy(dtype=object) if table is not None else np.zeros((0, 0))
+        self._columns = [str(c) for c in table.columns] if table is not None else []
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()):  # noqa: N802 (Qt API)
+        return 0 if parent.isValid() else self._values.shape[0]
+
+    def columnCount(self, parent=QModelIndex()):  # noqa: N802 (Qt API)
+        return 0 if parent.isValid() else len(self._columns)
+
+    def data(self, index, role=Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        v = self._values[index.row(), index.column()]
+        if role == Qt.UserRole:  # sort key
+            return float(v) if isinstance(v, (int, float, np.number, bool, np.bool_)) else str(v)
+        if role == Qt.DisplayRole:
+            if isinstance(v, (float, np.floating)):
+                return f"{v:.4g}"
+            return str(v)
+        return None
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802
+        if role != Qt.DisplayRole:
+            return None
+        if orientation == Qt.Horizontal:
+            return self._columns[section] if section < len(self._columns) else None
+        return str(section + 1)
+
+
+class MeasurementWidget(QWidget):
+    """Dock widget that measures the grains of a boundaries layer.
+
+    Parameters
+    ----------
+    napari_viewer : napari.Viewer
+    """
+
+    def __init__(self, napari_viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.measurement = None
+        #: Injectable dialogs (tests replace them).
+        self.ask_save_path: Callable[[str, str, str], str | None] = self._dialog_save_path
+        self.ask_overwrite: Callable[[Path], bool] = self._dialog_overwrite
+        self.ask_folders: Callable[[], tuple[str, str] | None] = self._dialog_folders
+        self._busy = 0
+        self._seq = 0
+        self._watched: set[int] = set()
+        self._batch_worker = None
+        self._build()
+        self._timer = QTimer(self, singleShot=True, interval=MEASURE_DEBOUNCE_MS)
+        self._timer.timeout.connect(self.measure)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    # ------------------------------------------------------------------ UI
+    def _build(self) -> None:
+        lay = QVBoxLayout(self)
+        form = QFormLayout()
+        self.boundaries_combo = QComboBox()
+        self.image_combo = QComboBox()
+        form.addRow("Boundaries", self.boundaries_combo)
+        form.addRow("Image", self.image_combo)
+        self.pixel_spin = QDoubleSpinBox(decimals=6, minimum=0.0, maximum=1e9, value=0.0)
+        self.pixel_spin.setSpecialValueText("unknown")
+        self.unit_combo = QComboBox()
+        self.unit_combo.addItems(UNITS)
+        row = QHBoxLayout()
+        row.addWidget(self.pixel_spin)
+        row.addWidget(self.unit_combo)
+        form.addRow("Pixel size", row)
+        self.pixel_warning = QLabel()
+        self.pixel_warning.setWordWrap(True)
+        self.pixel_warning.setStyleSheet("color: #e0a030")
+        form.addRow(self.pixel_warning)
+        self.min_area = QSpinBox(minimum=0, maximum=100000, value=10, suffix=" px")
+        self.include_border = QCheckBox("include grains cut by the border in statistics")
+        form.addRow("Smallest grain", self.min_area)
+        form.addRow(self.include_border)
+        lay.addLayout(form)
+
+        row = QHBoxLayout()
+        self.measure_btn = QPushButton("Measure")
+        self.auto_check = QCheckBox("update after edits", checked=True)
+        row.addWidget(self.measure_btn)
+        row.addWidget(self.auto_check)
+        lay.addLayout(row)
+        self.summary = QLabel("Not measured yet.")
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        lay.addWidget(self.summary)
+
+        self.model = GrainTableModel()
+        self.proxy = QSortFilterProxyModel()
+        self.proxy.setSourceModel(self.model)
+        self.proxy.setSortRole(Qt.UserRole)
+        self.table_view = QTableView()
+        self.table_view.setModel(self.proxy)
+        self.table_view.setSortingEnabled(True)
+        self.table_view.sortByColumn(0, Qt.AscendingOrder)  # by label, as the core lists them
+        self.table_view.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table_view.setMinimumHeight(160)
+        lay.addWidget(self.table_view)
+
+        hist = QGroupBox("Histogram")
+        hl = QVBoxLayout(hist)
+        row = QHBoxLayout()
+        self.bins_spin = QSpinBox(minimum=3, maximum=200, value=20, prefix="bins ")
+        self.log_check = QCheckBox("log")
+        self.weights_combo = QComboBox()
+        self.weights_combo.addItems(["count", "area"])
+        for wdg in (self.bins_spin, self.log_check, self.weights_combo):
+            row.addWidget(wdg)
+        hl.addLayout(row)
+        self.hist_label = QLabel()
+        self.hist_label.setMinimumHeight(220)
+        self.hist_label.setAlignment(Qt.AlignCenter)
+        hl.addWidget(self.hist_label)
+        lay.addWidget(hist)
+
+        exp = QGroupBox("Export")
+        grid = QGridLayout(exp)
+        self.export_buttons = {}
+        for i, (kind, (text, *_)) in enumerate(EXPORTS.items()):
+            btn = QPushButton(text)
+            btn.setEnabled(False)
+            btn.clicked.connect(lambda _=False, k=kind: self.export(k))
+            grid.addWidget(btn, i // 3, i % 3)
+            self.export_buttons[kind] = btn
+        lay.addWidget(exp)
+
+        batch = QGroupBox("Run on folder")
+        bl = QVBoxLayout(batch)
+        row = QHBoxLayout()
+        self.batch_btn = QPushButton("Run on folder…")
+        self.cancel_btn = QPushButton("Cancel")
+        self.cancel_btn.setEnabled(False)
+        row.addWidget(self.batch_btn)
+        row.addWidget(self.cancel_btn)
+        bl.addLayout(row)
+        self.batch_progress = QProgressBar()
+        self.batch_status = QLabel("")
+        self.batch_status.setWordWrap(True)
+        bl.addWidget(self.batch_progress)
+        bl.addWidget(self.batch_status)
+        lay.addWidget(batch)
+
+        self.measure_btn.clicked.connect(self.measure)
+        self.image_combo.currentIndexChanged.connect(self._pixel_from_image)
+        self.boundaries_combo.currentIndexChanged.connect(self._watch_boundaries)
+        self.pixel_spin.valueChanged.connect(self._update_warning)
+        for sig in (self.bins_spin.valueChanged, self.log_check.toggled,
+                    self.weights_combo.currentIndexChanged):
+            sig.connect(lambda *a: self.rerender_histogram())
+        self.table_view.selectionModel().selectionChanged.connect(self._on_rows_selected)
+        self.batch_btn.clicked.connect(self.run_folder)
+        self.cancel_btn.clicked.connect(self.cancel_batch)
+
+    # -------------------------------------------------------------- layers
+    def _refresh_layers(self, event=None) -> None:
+        for combo, kind in ((self.boundaries_combo, "Labels"), (self.image_combo, "Image")):
+            current = combo.currentText()
+            names = [lay.name for lay in self.viewer.layers if type(lay).__name__ == kind
+                     and not lay.name.endswith((" grains", " highlight"))]
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            combo.blockSignals(False)
+        self._pixel_from_image()
+        self._watch_boundaries()
+
+    def _layer(self, combo):
+        name = combo.currentText()
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    @property
+    def boundaries_layer(self):
+        """The Labels layer measured (nonzero = boundary), or None."""
+        return self._layer(self.boundaries_combo)
+
+    @property
+    def image_layer(self):
+        """The micrograph layer (pixel size, overlays), or None."""
+        return self._layer(self.image_combo)
+
+    def _pixel_from_image(self, *args) -> None:
+        image = self.image_layer
+        meta = image.metadata if image is not None else {}
+        ps, unit = meta.get("pixel_size"), meta.get("unit")
+        self.pixel_spin.setValue(float(ps) if ps else 0.0)
+        if unit:
+            from napari_grains.grains import normalize_unit
+
+            u = normalize_unit(unit)
+            if u in UNITS:
+                self.unit_combo.setCurrentText(u)
+        self._update_warning()
+
+    def _update_warning(self, *args) -> None:
+        self.pixel_warning.setText(
+            "" if self.pixel_spin.value() > 0 else
+            "No pixel size known for this image: sizes stay in pixels and the ASTM grain "
+            "size numbers need one. Enter it from the scale bar."
+        )
+
+    def _watch_boundaries(self, *args) -> None:
+        layer = self.boundaries_layer
+        if layer is None or id(layer) in self._watched:
+            return
+        self._watched.add(id(layer))
+        for ev in (layer.events.paint, layer.events.set_data, layer.events.data):
+            ev.connect(self._on_edited)
+
+    def _on_edited(self, event=None) -> None:
+        if self.auto_check.isChecked() and self.measurement is not None:
+            self._timer.start()
+
+    # ------------------------------------------------------------- measure
+    @property
+    def busy(self) -> bool:
+        """True while a measurement, histogram or export runs on a worker."""
+        return self._busy > 0
+
+    def pixel_size(self) -> tuple[float | None, str | None]:
+        """The pixel size and unit the dock will use (None, None when unknown)."""
+        ps = self.pixel_spin.value()
+        return (ps, self.unit_combo.currentText()) if ps > 0 else (None, None)
+
+    def _hist_kwargs(self) -> dict:
+        return {"bins": self.bins_spin.value(), "log": self.log_check.isChecked(),
+                "weights": self.weights_combo.currentText()}
+
+    def _start(self, fn, *args, on_done=None):
+        worker = create_worker(fn, *args, _start_thread=False)
+        self._busy += 1
+        if on_done is not None:
+            worker.returned.connect(on_done)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: setattr(self, "_busy", self._busy - 1))
+        worker.start()
+        return worker
+
+    def measure(self) -> None:
+        """Measure the current boundaries on a worker; results replace the shown ones."""
+        from napari_grains.measure import MeasureParams
+
+        self._timer.stop()
+        layer = self.boundaries_layer
+        if layer is None:
+            show_warning("Choose a boundaries layer first (run the extraction dock).")
+            return
+        boundaries = np.asarray(layer.data) != 0
+        image = self.image_layer
+        img = None
+        if image is not None and np.shape(image.data)[-2:] == boundaries.shape:
+            from napari_grains.io import to_gray_float
+
+            img = to_gray_float(np.asarray(image.data))
+        ps, unit = self.pixel_size()
+        params = MeasureParams(min_area=self.min_area.value(),
+                               include_border=self.include_border.isChecked())
+        self._seq += 1
+        seq = self._seq
+        self.summary.setText("Measuring…")
+        self._start(_measure_job, boundaries, img, ps, unit, params, self._hist_kwargs(),
+                    on_done=lambda res: self._show(seq, layer, *res))
+
+    def _show(self, seq: int, layer, measurement, rgba) -> None:
+        if seq != self._seq:
+            return  # an older run finished after a newer one started
+        self.measurement = measurement
+        self.summary.setText(summary_text(measurement))
+        self.model.set_table(measurement.table)
+        self._set_histogram(rgba)
+        name = f"{layer.name} measured grains"
+        if name in self.viewer.layers:
+            grains = self.viewer.layers[name]
+            grains.data = measurement.labels
+        else:
+            grains = self.viewer.add_labels(measurement.labels, name=name, opacity=0.5,
+                                            scale=layer.scale, translate=layer.translate)
+            grains.mouse_drag_callbacks.append(self._on_grain_click)
+            self.viewer.layers.selection.active = layer
+        for btn in self.export_buttons.values():
+            btn.setEnabled(measurement.n_grains > 0)
+
+    @property
+    def grains_layer(self):
+        """The Labels layer of the measured grains (highlight and click target), or None."""
+        layer = self.boundaries_layer
+        name = f"{layer.name} measured grains" if layer is not None else ""
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def _set_histogram(self, rgba) -> None:
+        if rgba is None:
+            self.hist_label.setText("no grains to plot")
+            return
+        h, w = rgba.shape[:2]
+        self._hist_rgba = np.ascontiguousarray(rgba)
+        qimg = QImage(self._hist_rgba.data, w, h, 4 * w, QImage.Format_RGBA8888)
+        self.hist_label.setPixmap(QPixmap.fromImage(qimg))
+
+    def rerender_histogram(self) -> None:
+        """Redraw the histogram with the current bin controls (on a worker)."""
+        if self.measurement is None or self.measurement.n_grains == 0:
+            return
+        m, seq = self.measurement, self._seq
+        self._start(lambda: render_histogram(m, **self._hist_kwargs()),
+                    on_done=lambda rgba: seq == self._seq and self._set_histogram(rgba))
+
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, GrainsError):
+            show_warning(str(exc))
+        else:
+            show_error(f"{type(exc).__name__}: {exc}")
+
+    # ----------------------------------------------------------- selection
+    def selected_labels(self) -> list[int]:
+        """Grain labels of the selected table rows."""
+        if self.measurement is None:
+            return []
+        rows = {self.proxy.mapToSource(i).row()
+                for i in self.table_view.selectionModel().selectedRows()}
+        labels = self.measurement.table["label"].to_numpy()
+        return [int(labels[r]) for r in sorted(rows)]
+
+    def _on_rows_selected(self, *args) -> None:
+        grains = self.grains_layer
+        labels = self.selected_labels()
+        if grains is None:
+            return
+        if labels:
+            grains.selected_label = labels[0]
+            grains.show_selected_label = True
+        else:
+            grains.show_selected_label = False
+
+    def select_grain(self, label: int) -> bool:
+        """Select the table row of grain ``label``; False when no such grain is listed."""
+        if self.measurement is None or label <= 0:
+            return False
+        hits = np.flatnonzero(self.measurement.table["label"].to_numpy() == label)
+        if hits.size == 0:
+            return False
+        index = self.proxy.mapFromSource(self.model.index(int(hits[0]), 0))
+        self.table_view.selectRow(index.row())
+        self.table_view.scrollTo(index)
+        return True
+
+    def _on_grain_click(self, layer, event) -> None:
+        if event.type != "mouse_press" or self.measurement is None:
+            return
+        r, c = (int(round(v)) for v in np.asarray(layer.world_to_data(event.position))[-2:])
+        labels = self.measurement.labels
+        if 0 <= r < labels.shape[0] and 0 <= c < labels.shape[1]:
+            self.select_grain(int(labels[r, c]))
+
+    # -------------------------------------------------------------- export
+    def _stem(self) -> str:
+        image = self.image_layer
+        if image is not None and image.metadata.get("path"):
+            return Path(image.metadata["path"]).stem
+        return (image.name if image is not None else "grains").replace(" ", "_")
+
+    def _dialog_save_path(self, kind: str, default: str, filt: str) -> str | None:
+        path, _ = QFileDialog.getSaveFileName(self, f"Export {EXPORTS[kind][0]}", default, filt,
+                                              options=QFileDialog.DontConfirmOverwrite)
+        return path or None
+
+    def _dialog_overwrite(self, path: Path) -> bool:
+        answer = QMessageBox.question(self, "Replace file?", f"{path} exists. Replace it?",
+                                      QMessageBox.Yes | QMessageBox.No, QMessageBox.No)
+        return answer == QMessageBox.Yes
+
+    def export(self, kind: str, path: str | None = None) -> None:
+        """Export one result (see :data:`EXPORTS`), asking before replacing a file."""
+        if self.measurement is None:
+            show_warning("Measure first, then export.")
+            return
+        text, filt, method, suffix = EXPORTS[kind]
+        image = self.image_layer
+        folder = Path(image.metadata["path"]).parent if (
+            image is not None and image.metadata.get("path")) else Path.cwd()
+        if path is None:
+            path = self.ask_save_path(kind, str(folder / f"{self._stem()}{suffix}"), filt)
+        if not path:
+            return
+        target = Path(path)
+        if target.exists() and not self.ask_overwrite(target):
+            return
+        kwargs = self._hist_kwargs() if kind.startswith("histogram") else {}
+        fn = getattr(self.measurement, method)
+        self._start(lambda: fn(target, overwrite=True, **kwargs),
+                    on_done=lambda p: show_info(f"Saved {p}"))
+
+    # --------------------------------------------------------------- batch
+    def _dialog_folders(self) -> tuple[str, str] | None:
+        src = QFileDialog.getExistingDirectory(self, "Folder of micrographs")
+        if not src:
+            return None
+        out = QFileDialog.getExistingDirectory(self, "Folder for the results")
+        return (src, out) if out else None
+
+    def run_folder(self, folders: tuple[str, str] | None = None) -> None:
+        """Extract and measure every image of a folder (``napari-grains run``), with Cancel."""
+        from napari_grains import batch
+
+        folders = folders or self.ask_folders()
+        if not folders:
+            return
+        src, out = folders
+        ps, unit = self.pixel_size()
+        self.batch_progress.setValue(0)
+        self.batch_status.setText(f"running on {src}…")
+        worker = create_worker(batch.iter_batch, [src], out, pixel_size=ps, unit=unit,
+                               _start_thread=False)
+        worker.yielded.connect(self._on_batch_event)
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(self._on_batch_finished)
+        self._batch_worker = worker
+        self.batch_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(True)
+        worker.start()
+
+    def _on_batch_event(self, ev) -> None:
+        done, total = getattr(ev, "done", None), getattr(ev, "total", None)
+        if done is not None and total:
+            self.batch_progress.setMaximum(int(total))
+            self.batch_progress.setValue(int(done))
+        self.batch_status.setText(str(getattr(ev, "message", "") or ev))
+
+    def cancel_batch(self) -> None:
+        """Stop the folder run after the image in progress."""
+        if self._batch_worker is not None:
+            self._batch_worker.quit()
+            self.batch_status.setText("cancelling after the current image…")
+
+    def _on_batch_finished(self) -> None:
+        worker, self._batch_worker = self._batch_worker, None
+        self.batch_btn.setEnabled(True)
+        self.cancel_btn.setEnabled(False)
+        if worker is not None and worker.abort_requested:
+            self.batch_status.setText("cancelled; finished images are saved")
+        else:
+            self.batch_status.setText("folder done")

@@ -1,0 +1,128 @@
+"""The measurement dock: same table as the core, two-way selection, live updates, exports."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_grains._widgets.measurement import MeasurementWidget
+from napari_grains.measure import MeasureParams, measure
+
+pytestmark = pytest.mark.gui
+
+
+def grid(size=121, step=20):
+    """Boundaries of a 6x6 grid of grains, closed by a 1-px frame."""
+    b = np.zeros((size, size), np.uint8)
+    b[::step, :] = 1
+    b[:, ::step] = 1
+    b[-1, :] = 1
+    b[:, -1] = 1
+    return b
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    image = np.random.default_rng(1).random((121, 121)).astype(np.float32)
+    viewer.add_image(image, name="micrograph", metadata={"pixel_size": 2.5, "unit": "nm"})
+    viewer.add_labels(grid(), name="boundaries")
+    w = MeasurementWidget(viewer)
+    w._timer.setInterval(20)
+    viewer.window.add_dock_widget(w)
+    w.boundaries_combo.setCurrentText("boundaries")
+    w.image_combo.setCurrentText("micrograph")
+    return w
+
+
+def measured(qtbot, w):
+    w.measure()
+    qtbot.waitUntil(lambda: not w.busy and w.measurement is not None, timeout=20000)
+    return w.measurement
+
+
+def test_pixel_size_comes_from_metadata_and_warns_when_missing(dock):
+    assert dock.pixel_size() == (2.5, "nm")
+    assert dock.pixel_warning.text() == ""
+    dock.pixel_spin.setValue(0)
+    assert dock.pixel_size() == (None, None)
+    assert "No pixel size" in dock.pixel_warning.text()
+
+
+def test_table_matches_the_core_for_the_same_boundaries(dock, qtbot):
+    m = measured(qtbot, dock)
+    core = measure(grid() != 0, pixel_size=2.5, unit="nm", params=MeasureParams())
+    pd.testing.assert_frame_equal(dock.model.table, core.table)
+    assert dock.model.rowCount() == len(core.table) == 36
+    assert dock.model.columnCount() == core.table.shape[1]
+    col = list(core.table.columns).index("area_nm2")
+    shown = dock.model.data(dock.model.index(4, col))
+    assert shown == f"{core.table['area_nm2'].iloc[4]:.4g}"
+    assert "Grains: 36" in dock.summary.text() and "nm" in dock.summary.text()
+    assert m.summary["astm_e112"]["intercept"]["G"] is not None
+    assert dock.hist_label.pixmap() is not None and not dock.hist_label.pixmap().isNull()
+
+
+def test_row_selection_highlights_grain_and_click_selects_row(dock, qtbot):
+    m = measured(qtbot, dock)
+    grains = dock.grains_layer
+    np.testing.assert_array_equal(grains.data, m.labels)
+    dock.table_view.selectRow(7)
+    label = int(m.table["label"].iloc[7])
+    assert grains.selected_label == label and grains.show_selected_label
+    # click inside another grain: its row becomes the selection
+    target = int(m.labels[50, 90])
+    click = SimpleNamespace(type="mouse_press", position=(50.0, 90.0))
+    dock._on_grain_click(grains, click)
+    assert dock.selected_labels() == [target]
+    assert grains.selected_label == target
+
+
+def test_sorting_keeps_selection_mapping(dock, qtbot):
+    m = measured(qtbot, dock)
+    col = list(m.table.columns).index("centroid-1")
+    dock.table_view.sortByColumn(col, 1)  # descending
+    dock.select_grain(int(m.table["label"].iloc[0]))
+    assert dock.selected_labels() == [int(m.table["label"].iloc[0])]
+
+
+def test_measurement_follows_edits(dock, qtbot):
+    measured(qtbot, dock)
+    layer = dock.viewer.layers["boundaries"]
+    layer.data_setitem(np.nonzero(np.pad(np.ones((19, 1), bool), ((1, 101), (20, 100)))), 0)
+    qtbot.waitUntil(lambda: dock.measurement.n_grains == 35, timeout=20000)
+    assert dock.model.rowCount() == 35
+
+
+def test_exports_never_overwrite_without_asking(dock, qtbot, tmp_path):
+    m = measured(qtbot, dock)
+    target = tmp_path / "out.csv"
+    dock.ask_save_path = lambda kind, default, filt: str(target)
+    dock.export("csv")
+    qtbot.waitUntil(lambda: target.exists() and not dock.busy, timeout=10000)
+    pd.testing.assert_frame_equal(pd.read_csv(target), m.table.reset_index(drop=True),
+                                  check_dtype=False)
+    target.write_text("keep me")
+    asked = []
+    dock.ask_overwrite = lambda p: asked.append(p) or False
+    dock.export("csv")
+    qtbot.wait(50)
+    assert asked == [target] and target.read_text() == "keep me"
+    dock.ask_overwrite = lambda p: True
+    dock.export("csv")
+    qtbot.waitUntil(lambda: target.read_text() != "keep me" and not dock.busy, timeout=10000)
+    for kind, name in (("json", "s.json"), ("histogram_png", "h.png"),
+                       ("histogram_svg", "h.svg"), ("labels", "l.tif"), ("overlay", "o.png")):
+        dock.export(kind, path=str(tmp_path / name))
+    qtbot.waitUntil(lambda: not dock.busy, timeout=20000)
+    assert all((tmp_path / n).stat().st_size > 0
+               for n in ("s.json", "h.png", "h.svg", "l.tif", "o.png"))
+
+
+def test_bin_controls_redraw_histogram(dock, qtbot):
+    measured(qtbot, dock)
+    before = dock._hist_rgba.copy()
+    dock.bins_spin.setValue(5)
+    qtbot.waitUntil(lambda: not dock.busy, timeout=10000)
+    assert not np.array_equal(before, dock._hist_rgba)
