@@ -13,11 +13,11 @@ Sets
     100 images of 96 × 496 px from the paper's generator with its defaults (mean grain
     diameter drawn in 20..80 px, the paper's noise).
 ``large-small``, ``large-medium``, ``large-large``
-    20 images each of 512 × 512 px at a mean grain diameter of 15, 40 and 100 px (paper noise,
+    10 images each of 512 × 512 px at a mean grain diameter of 15, 40 and 100 px (paper noise,
     sigma of ln(diameter) drawn in 0.2..0.4): does a model work at native resolution, away from
     the 96 × 496 it was trained on?
 ``realistic``
-    40 images of 256 × 256 px with the realism concepts on (``SynthParams.realistic()``: blur,
+    30 images of 256 × 256 px with the realism concepts on (``SynthParams.realistic()``: blur,
     uneven illumination, low contrast, texture, bend contours, twins, grooves; grain diameters
     6..160 px): the hard set.
 
@@ -111,13 +111,13 @@ SETS: dict[str, BenchmarkSet] = {
     for s in (
         BenchmarkSet("paper96", 100, SEED_BASE + 1,
                      "96x496, paper generator defaults (grains 20-80 px)", _paper96),
-        BenchmarkSet("large-small", 20, SEED_BASE + 2,
+        BenchmarkSet("large-small", 10, SEED_BASE + 2,
                      "512x512, mean grain diameter 15 px, paper noise", _large(15.0)),
-        BenchmarkSet("large-medium", 20, SEED_BASE + 3,
+        BenchmarkSet("large-medium", 10, SEED_BASE + 3,
                      "512x512, mean grain diameter 40 px, paper noise", _large(40.0)),
-        BenchmarkSet("large-large", 20, SEED_BASE + 4,
+        BenchmarkSet("large-large", 10, SEED_BASE + 4,
                      "512x512, mean grain diameter 100 px, paper noise", _large(100.0)),
-        BenchmarkSet("realistic", 40, SEED_BASE + 5,
+        BenchmarkSet("realistic", 30, SEED_BASE + 5,
                      "256x256, all realism concepts, grains 6-160 px", _realistic),
     )
 }

@@ -76,10 +76,12 @@ __all__ = [
     "find_pairs",
     "grain_labels",
     "iter_evaluate",
+    "net2_fixed_point",
     "score_boundaries",
     "score_iterations",
     "summarize",
     "thin",
+    "threshold_and_close",
     "variation_of_information",
 ]
 
@@ -555,9 +557,38 @@ class IterationScores:
     tolerance: float
 
 
-def _default_binarize(threshold: float) -> Callable[[np.ndarray], np.ndarray]:
+def threshold_and_close(threshold: float = 0.2, closing_radius: int = 0
+                        ) -> Callable[[np.ndarray], np.ndarray]:
+    """A binarizer for :func:`score_iterations`: threshold, then close with a disk.
+
+    With ``closing_radius=2`` and ``threshold=0.2`` it is the pipeline's own finishing step
+    (``napari_grains.extract.finalize``), applied at the map's size.
+
+    Parameters
+    ----------
+    threshold : float
+        Boundary where the map exceeds this (maps in [0, 1]).
+    closing_radius : int
+        Radius in px of the disk of the morphological closing (0: none).
+
+    Returns
+    -------
+    callable
+        ``binarize(prob) -> ndarray of bool``.
+    """
+    if closing_radius < 0:
+        raise GrainsError(f"closing_radius must be >= 0, got {closing_radius}.")
+    r = int(closing_radius)
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    disk = (xx * xx + yy * yy <= r * r).astype(np.uint8)
+
     def binarize(prob: np.ndarray) -> np.ndarray:
-        return np.asarray(prob) > threshold
+        b = (np.asarray(prob) > threshold).astype(np.uint8)
+        if r > 0:
+            import cv2
+
+            b = cv2.morphologyEx(b, cv2.MORPH_CLOSE, disk, borderType=cv2.BORDER_REPLICATE)
+        return b.astype(bool)
 
     return binarize
 
@@ -575,7 +606,8 @@ def score_iterations(
     Parameters
     ----------
     iterations : ndarray, shape (K, rows, cols), or a sequence of (rows, cols) arrays
-        Net2 outputs in [0, 1] (``ExtractResult.iterations``) or boolean maps. Maps of another
+        Net2 outputs as floats in [0, 1], as uint8 0..255 (``ExtractResult.iterations``, which
+        are divided by 255 first) or as boolean maps. Maps of another
         size than ``gt`` are resized to it (bilinear) before binarizing.
     gt : ndarray of bool, shape (rows, cols)
         Ground-truth boundary map.
@@ -594,10 +626,12 @@ def score_iterations(
     g = _as_bool_map(gt, "ground truth")
     g_skel = thin(g)
     d_gt = _distance_to(g_skel)
-    to_bool = binarize or _default_binarize(threshold)
+    to_bool = binarize or threshold_and_close(threshold)
     prec, rec, f1, acc = [], [], [], []
     for k, prob in enumerate(iterations):
         prob = np.asarray(prob)
+        if prob.dtype == np.uint8:
+            prob = prob.astype(np.float32) / 255.0
         if prob.ndim != 2:
             raise GrainsError(f"iteration {k + 1} has shape {prob.shape}; expected 2-D maps.")
         if prob.shape != g.shape:
@@ -999,3 +1033,47 @@ def evaluate(data: str | Path, **kwargs) -> EvaluationResult:
             next(gen)
         except StopIteration as stop:
             return stop.value
+
+
+def net2_fixed_point(
+    model,
+    gt: np.ndarray,
+    *,
+    n_iterations: int = 50,
+    tolerance: float = 2.0,
+    binarize: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> IterationScores:
+    """Apply a model's Net2 to a clean ground-truth map again and again, and score each output.
+
+    A stable refiner keeps a correct map (nearly) unchanged: F1 should stay near 1 for all
+    ``n_iterations``. The map is fed at its own resolution (no resizing), with no early stop.
+
+    Parameters
+    ----------
+    model : str, Path or GrainModel
+        The model whose Net2 is tested.
+    gt : ndarray of bool, shape (rows, cols)
+        Ground-truth boundary map, fed as 1.0 (boundary) / 0.0 (bulk).
+    n_iterations : int
+        Iterations to run (at least 1).
+    tolerance : float
+        Pixel tolerance of the scores.
+    binarize : callable, optional
+        Default: :func:`threshold_and_close` with the pipeline's defaults (0.2, radius 2).
+
+    Returns
+    -------
+    IterationScores
+        Index ``k`` scores the output of iteration ``k + 1``.
+    """
+    from napari_grains.extract import ExtractParams, iter_net2
+    from napari_grains.nets import load_model
+
+    if n_iterations < 1:
+        raise GrainsError(f"n_iterations must be at least 1, got {n_iterations}.")
+    m = load_model(model) if isinstance(model, (str, Path)) else model
+    g = _as_bool_map(gt, "ground truth")
+    params = ExtractParams(tolerance=0.0, max_iterations=int(n_iterations))
+    outputs = [y for _, y, _, _ in iter_net2(g.astype(np.float32), m, params)]
+    return score_iterations(outputs, g, tolerance=tolerance,
+                            binarize=binarize or threshold_and_close(0.2, 2))

@@ -21,6 +21,7 @@ from napari_grains.evaluate import (
     score_boundaries,
     score_iterations,
     thin,
+    threshold_and_close,
     variation_of_information,
 )
 from napari_grains.io import write_image
@@ -205,12 +206,25 @@ def test_score_iterations_tracks_each_map():
     assert s.f1.shape == (3,)
     assert s.f1[0] == 0.0 and 0.0 < s.f1[1] < 1.0 and s.f1[2] == 1.0
     assert s.eq1_accuracy[2] == 100.0
+    # ExtractResult.iterations are uint8 0..255: same scores
+    u8 = score_iterations(np.round(stack * 255).astype(np.uint8), gt, tolerance=1)
+    np.testing.assert_array_equal(u8.f1, s.f1)
     # maps at another size (network resolution) are resized to the ground truth
     small = np.kron(np.ones((1, 1)), gt.astype(np.float32))[::2, ::2]
     assert score_iterations([small], gt, tolerance=2).recall[0] > 0.8
     # a custom binarizer replaces the threshold
     inv = score_iterations(stack[2:], gt, binarize=lambda p: p < 0.2)
     assert inv.precision[0] < 0.5
+
+
+def test_threshold_and_close_bridges_small_gaps():
+    prob = np.zeros((20, 40), np.float32)
+    prob[9:12, :] = 0.9  # a 3-px thick boundary, as Net2 draws them
+    prob[:, 19:21] = 0.0  # a 2-px gap
+    assert not threshold_and_close(0.2)(prob)[10, 19]
+    closed = threshold_and_close(0.2, closing_radius=2)(prob)
+    assert closed[10].all()  # the gap is bridged: one boundary again
+    assert not closed[:9].any() and not closed[12:].any()  # nothing thickened
 
 
 # ---- folders and the command ---------------------------------------------------------------
