@@ -33,6 +33,7 @@ from napari_grains import __version__
 from napari_grains.errors import GrainsError
 from napari_grains.grains import (
     _check_pixel_size,
+    border_labels,
     ascii_unit,
     grain_table,
     label_grains,
@@ -411,9 +412,10 @@ def measure_labels(
     if p.line_axis is None:
         table["cut_by_border"] = table["touches_border"].to_numpy(bool)
     else:
-        edges = ([lab[:, 0], lab[:, -1]] if p.line_axis == "x" else [lab[0], lab[-1]])
-        ends = np.unique(np.concatenate(edges))
-        table["cut_by_border"] = np.isin(table["label"].to_numpy(), ends[ends > 0])
+        # only the line's ends cut grains; its sidewalls are the other two image edges
+        ends = lab if p.line_axis == "x" else lab.T
+        ends = np.concatenate([ends[:, :4], ends[:, -4:]], axis=1)
+        table["cut_by_border"] = np.isin(table["label"].to_numpy(), border_labels(ends))
     summary = summarize(
         table, lab, pixel_size=ps, unit=u, include_border=p.include_border,
         intercept_angles=p.intercept_angles, intercept_spacing=p.intercept_spacing,
