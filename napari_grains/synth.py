@@ -246,8 +246,8 @@ class SynthParams:
             blur=0.6, illumination=0.5, low_contrast=0.4, texture=0.7, bend_contours=0.3,
             twins=0.4, grooves=0.3,
         )
-        base = dict(height=256, width=256, mean_diameter=(6.0, 160.0), mean_diameter_log=True,
-                    sigma=(0.15, 0.5), noise_scale=(0.2, 1.0), median_size=3, realism=realism)
+        base = {"height": 256, "width": 256, "mean_diameter": (6.0, 160.0), "mean_diameter_log": True,
+                    "sigma": (0.15, 0.5), "noise_scale": (0.2, 1.0), "median_size": 3, "realism": realism}
         base.update(overrides)
         return cls(**base)
 
@@ -693,7 +693,7 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float
         f = rng.standard_normal((H, W)).astype(np.float32)
         f = cv2.GaussianBlur(f, (0, 0), max(scale, 0.3), borderType=cv2.BORDER_REFLECT)
     else:
-        gh, gw = max(2, int(math.ceil(H / scale)) + 3), max(2, int(math.ceil(W / scale)) + 3)
+        gh, gw = max(2, math.ceil(H / scale) + 3), max(2, math.ceil(W / scale) + 3)
         g = rng.standard_normal((gh, gw)).astype(np.float32)
         big = cv2.resize(g, (int(gw * scale), int(gh * scale)), interpolation=cv2.INTER_CUBIC)
         oy = int(rng.integers(0, max(1, big.shape[0] - H + 1)))
@@ -712,7 +712,6 @@ def _add_twins(rng, regions, n_regions, gray, fraction, width_range, min_extent)
     Returns the new region map (each slab its own id), the extended gray table and, per new id,
     the grain id it came from.
     """
-    H, W = regions.shape
     parent = np.arange(n_regions + 1)
     gray = list(gray)
     objs = ndimage.find_objects(regions)

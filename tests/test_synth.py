@@ -27,7 +27,7 @@ from napari_grains.synth import (
     save_pairs,
 )
 
-CLEAN = dict(overlay=False, salt_pepper=False, gaussian=False, poisson=False, median=False)
+CLEAN = {"overlay": False, "salt_pepper": False, "gaussian": False, "poisson": False, "median": False}
 
 
 def clean(**kw) -> SynthParams:
@@ -295,7 +295,7 @@ def test_flipped_overlay_is_added_to_the_input_and_absent_from_the_target():
 
 
 def test_noise_stages_have_their_levels_and_are_switchable():
-    flat = dict(gray_range=(0.5, 0.5))  # every grain mid-gray: noise is all that varies
+    flat = {"gray_range": (0.5, 0.5)}  # every grain mid-gray: noise is all that varies
     sp = generate_pair(clean(salt_pepper=True, **flat), 1).image
     assert np.mean((sp == 0) | (sp == 1)) == pytest.approx(0.05, abs=0.006)
     assert np.mean(sp == 0) == pytest.approx(np.mean(sp == 1), abs=0.008)
@@ -366,7 +366,9 @@ def test_each_realism_concept_changes_what_it_claims():
 
     blur = _pair(p, blur=1.0, blur_sigma=(2.0, 2.0))
     assert np.array_equal(blur.labels, lab) and np.array_equal(blur.target, off.target)
-    grad = lambda im: np.mean(np.diff(im, axis=1) ** 2)  # noqa: E731  (edge energy)
+    def grad(im):  # edge energy
+        return np.mean(np.diff(im, axis=1) ** 2)
+
     assert grad(blur.image) < 0.7 * grad(off.image)
     assert np.abs(blur.image - off.image)[inner].mean() < 0.02  # grain interiors kept
 
@@ -435,9 +437,9 @@ def test_scale_concept_spans_few_to_hundreds_of_pixels():
 def test_params_round_trip_and_bad_values_raise_grains_error():
     p = SynthParams.realistic()
     assert SynthParams.from_dict(p.to_dict()) == p
-    for bad in (dict(sigma=(0.4, 0.2)), dict(median_size=4), dict(boundary_thickness=0),
-                dict(height=2), dict(salt_pepper_density=1.5),
-                dict(realism=Realism(blur=2.0)), dict(mean_diameter=(1e5, 1e5))):
+    for bad in ({"sigma": (0.4, 0.2)}, {"median_size": 4}, {"boundary_thickness": 0},
+                {"height": 2}, {"salt_pepper_density": 1.5},
+                {"realism": Realism(blur=2.0)}, {"mean_diameter": (1e5, 1e5)}):
         with pytest.raises(GrainsError):
             generate_pair(SynthParams(**bad), 0)
     with pytest.raises(GrainsError, match="unknown"):
