@@ -61,12 +61,14 @@ __all__ = [
     "mean_intercept",
     "preprocess",
     "run_net1",
+    "scale_sweep",
 ]
 
-#: Mean intercept length (pixels) of grain boundaries in the paper model's 96×496 training
-#: images, used when a model card does not record ``training.mean_intercept_px``. Measured with
-#: ``benchmarks/bench_extract.py --calibrate`` on the synthetic generator's default pairs.
-PAPER_MEAN_INTERCEPT_PX = 22.0
+#: Mean intercept length (working pixels) of the paper Net1's thresholded map on training-like
+#: 96×496 synthetic pairs (``synth.SynthParams()`` defaults; median over seeds 0-11: 45.2 px,
+#: the targets' own 50.6 px). Used when a model card has no ``training.mean_intercept_px``.
+#: Printed by ``python benchmarks/bench_extract.py --calibrate``.
+PAPER_MEAN_INTERCEPT_PX = 45.0
 
 MODES = ("native", "paper")
 CONVERGENCE_RULES = ("paper", "script")
@@ -716,48 +718,92 @@ def _target_intercept(model: GrainModel) -> float:
     return float(v) if v else PAPER_MEAN_INTERCEPT_PX
 
 
-def estimate_scale(
+#: Scales tried by :func:`estimate_scale` (quarter to four times, steps of sqrt 2).
+SCALE_CANDIDATES = tuple(float(2 ** (k / 2)) for k in range(-4, 5))
+
+
+def scale_sweep(
     image: np.ndarray | Micrograph,
     model: GrainModel,
     params: ExtractParams | None = None,
     *,
-    passes: int = 2,
+    scales: tuple[float, ...] = SCALE_CANDIDATES,
+    window: int = 384,
+) -> list[tuple[float, float]]:
+    """Net1's mean intercept (working pixels) at each candidate scale, smallest scale first.
+
+    Each candidate runs preprocessing, edges and Net1 (no Net2) on a centre window of at most
+    ``window``×``window`` working pixels. The sweep stops early once the intercept has fallen
+    below 80 % of its running maximum (the nets are then drawing noise, not grains).
+
+    Returns
+    -------
+    list of (scale, intercept)
+    """
+    p = replace(params or ExtractParams(), mode="native", scale=1.0).validated()
+    gray = _as_gray(image)
+    h, w = gray.shape
+    out: list[tuple[float, float]] = []
+    best = 0.0
+    for s in sorted(scales):
+        side = max(16, int(window / s))
+        y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        crop = gray[y0 : y0 + side, x0 : x0 + side]
+        if min(crop.shape) * s < 16:
+            continue
+        try:
+            pre = preprocess(crop, p, scale=s)
+        except GrainsError:  # a flat window
+            continue
+        guess = run_net1(compute_edges(pre, p), model, p)
+        value = mean_intercept(guess > p.threshold)
+        if not math.isfinite(value):
+            continue
+        out.append((float(s), float(value)))
+        best = max(best, value)
+        if value < 0.8 * best:
+            break
+    return out
+
+
+def estimate_scale(
+    image: np.ndarray | Micrograph,
+    model: GrainModel,
+    params: ExtractParams | None = None,
 ) -> float:
     """Estimate the native-mode scale factor that gives grains their training size.
 
-    Runs preprocessing, edges and Net1 (no Net2) at the current guess (starting at 1), measures
-    the :func:`mean_intercept` of Net1's thresholded map in working pixels, and rescales by
-    ``target / measured``, where ``target`` is the model card's
-    ``training.mean_intercept_px`` (:data:`PAPER_MEAN_INTERCEPT_PX` for the paper model).
-    A second pass at the new scale corrects for the nets' own size bias. To keep it cheap,
-    images are first looked at through at most 1024×1024 working pixels.
+    Net1 is run at scales from 1/4 to 4 (:func:`scale_sweep`). While Net1 traces real
+    boundaries, the mean intercept of its map (in working pixels) grows in proportion to the
+    scale; once the image is blown up too far, Net1 starts drawing its own cells into the
+    texture and the intercept falls again. Among the scales up to that peak, the one whose
+    intercept is closest (in log) to the model's training value ``target`` is taken and refined
+    to ``s · target / intercept(s)``. ``target`` is the card's ``training.mean_intercept_px``,
+    else :data:`PAPER_MEAN_INTERCEPT_PX` (Net1's own intercept on the training-like synthetic
+    pairs, so the nets' size bias cancels).
+
+    Parameters
+    ----------
+    image : ndarray or Micrograph
+    model : GrainModel
+    params : ExtractParams, optional
+        ``threshold``, edge settings, ``min_scale``/``max_scale``.
 
     Returns
     -------
     float
-        The scale, clipped to ``[params.min_scale, params.max_scale]``.
+        The scale, clipped to ``[params.min_scale, params.max_scale]``; 1.0 when no candidate
+        found any boundary.
     """
-    p = replace(params or ExtractParams(), mode="native").validated()
-    gray = _as_gray(image)
+    p = (params or ExtractParams()).validated()
     target = _target_intercept(model)
-    # look through a window of at most ~1M working pixels (centre crop)
-    scale = 1.0
-    for _ in range(max(1, passes)):
-        side = int(1024 / scale)
-        h, w = gray.shape
-        y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
-        crop = gray[y0 : y0 + side, x0 : x0 + side]
-        pre = preprocess(crop, p, scale=scale)
-        guess = run_net1(compute_edges(pre, p), model, p)
-        measured = mean_intercept(guess > p.threshold)
-        if not math.isfinite(measured) or measured <= 0:
-            break
-        new = float(np.clip(scale * target / measured, p.min_scale, p.max_scale))
-        if abs(new - scale) / scale < 0.05:
-            scale = new
-            break
-        scale = new
-    return float(np.clip(scale, p.min_scale, p.max_scale))
+    sweep = scale_sweep(image, model, p)
+    if not sweep:
+        return 1.0
+    peak = int(np.argmax([v for _, v in sweep]))
+    rising = sweep[: peak + 1]
+    s, v = min(rising, key=lambda sv: abs(math.log(sv[1] / target)))
+    return float(np.clip(s * target / v, p.min_scale, p.max_scale))
 
 
 # ------------------------------------------------------------------------------------------
