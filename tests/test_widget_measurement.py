@@ -126,3 +126,34 @@ def test_bin_controls_redraw_histogram(dock, qtbot):
     dock.bins_spin.setValue(5)
     qtbot.waitUntil(lambda: not dock.busy, timeout=10000)
     assert not np.array_equal(before, dock._hist_rgba)
+
+
+def test_run_on_folder_shows_progress_and_cancels(dock, qtbot, tmp_path):
+    import imageio.v3 as iio
+    import torch
+
+    from napari_grains import synth
+
+    torch.set_num_threads(1)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        pair = synth.generate_pair(synth.SynthParams(height=64, width=64), seed=i)
+        iio.imwrite(src / f"img{i}.png", (pair.image * 255).astype(np.uint8))
+    dock.batch_progress.setValue(0)
+    dock.batch_events = []
+
+    def cancel_on_first(ev):
+        dock.cancel_batch()
+
+    dock.run_folder((str(src), str(tmp_path / "out")), workers=1)
+    assert dock.batch_running and not dock.batch_btn.isEnabled()
+    dock._batch_worker.yielded.connect(cancel_on_first)
+    qtbot.waitUntil(lambda: not dock.batch_running, timeout=60000)
+    # Cancel takes effect once the image in progress is finished: never all three
+    n = len(dock.batch_events)
+    assert 1 <= n < 3 and all(ev.kind == "done" for ev in dock.batch_events)
+    assert dock.batch_progress.maximum() == 3 and dock.batch_progress.value() == n
+    assert "cancelled" in dock.batch_status.text()
+    rows = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert len(rows) == n  # finished images are saved, the rest never started

@@ -12,6 +12,7 @@ progress bar and Cancel.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -73,6 +74,20 @@ def _measure_job(boundaries, image, pixel_size, unit, params, hist):
     m = measure(boundaries, pixel_size=pixel_size, unit=unit, image=image, params=params)
     rgba = render_histogram(m, **hist) if m.n_grains else None
     return m, rgba
+
+
+def _batch_events(paths, out_dir, stop: threading.Event, **kwargs):
+    """Iterate :func:`napari_grains.batch.iter_batch` until done or ``stop`` is set."""
+    from napari_grains.batch import iter_batch
+
+    gen = iter_batch(paths, out_dir, **kwargs)
+    try:
+        for event in gen:
+            yield event
+            if stop.is_set():
+                break
+    finally:
+        gen.close()
 
 
 def summary_text(measurement) -> str:
@@ -153,6 +168,8 @@ class MeasurementWidget(QWidget):
         self._seq = 0
         self._watched: set[int] = set()
         self._batch_worker = None
+        self._batch_stop = threading.Event()
+        self.batch_events: list = []
         self._build()
         self._timer = QTimer(self, singleShot=True, interval=MEASURE_DEBOUNCE_MS)
         self._timer.timeout.connect(self.measure)
@@ -510,45 +527,55 @@ class MeasurementWidget(QWidget):
         out = QFileDialog.getExistingDirectory(self, "Folder for the results")
         return (src, out) if out else None
 
-    def run_folder(self, folders: tuple[str, str] | None = None) -> None:
-        """Extract and measure every image of a folder (``napari-grains run``), with Cancel."""
-        from napari_grains import batch
+    def run_folder(self, folders: tuple[str, str] | None = None, *,
+                   workers: int | None = None) -> None:
+        """Extract and measure every image of a folder (as ``napari-grains run``), with Cancel.
 
+        Results go to ``<output folder>/<image stem>/`` plus ``summary.csv``; an output folder
+        that already holds results is refused (choose another) rather than overwritten.
+        """
         folders = folders or self.ask_folders()
         if not folders:
             return
         src, out = folders
         ps, unit = self.pixel_size()
+        self._batch_stop = threading.Event()
         self.batch_progress.setValue(0)
         self.batch_status.setText(f"running on {src}…")
-        worker = create_worker(batch.iter_batch, [src], out, pixel_size=ps, unit=unit,
-                               _start_thread=False)
+        worker = create_worker(_batch_events, [src], out, self._batch_stop, pixel_size=ps,
+                               unit=unit, workers=workers, _start_thread=False)
         worker.yielded.connect(self._on_batch_event)
         worker.errored.connect(self._on_error)
         worker.finished.connect(self._on_batch_finished)
         self._batch_worker = worker
+        self.batch_events: list = []
         self.batch_btn.setEnabled(False)
         self.cancel_btn.setEnabled(True)
         worker.start()
 
+    @property
+    def batch_running(self) -> bool:
+        """True while a folder run is in progress."""
+        return self._batch_worker is not None
+
     def _on_batch_event(self, ev) -> None:
-        done, total = getattr(ev, "done", None), getattr(ev, "total", None)
-        if done is not None and total:
-            self.batch_progress.setMaximum(int(total))
-            self.batch_progress.setValue(int(done))
-        self.batch_status.setText(str(getattr(ev, "message", "") or ev))
+        self.batch_events.append(ev)
+        self.batch_progress.setMaximum(int(ev.n_total))
+        self.batch_progress.setValue(int(ev.n_finished))
+        state = "done" if ev.kind == "done" else f"FAILED ({ev.error})"
+        self.batch_status.setText(f"{ev.n_finished}/{ev.n_total}: {Path(ev.path).name} {state}")
 
     def cancel_batch(self) -> None:
-        """Stop the folder run after the image in progress."""
+        """Stop the folder run once the image in progress is finished."""
         if self._batch_worker is not None:
-            self._batch_worker.quit()
+            self._batch_stop.set()
             self.batch_status.setText("cancelling after the current image…")
 
     def _on_batch_finished(self) -> None:
         worker, self._batch_worker = self._batch_worker, None
         self.batch_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
-        if worker is not None and worker.abort_requested:
+        if worker is not None and self._batch_stop.is_set():
             self.batch_status.setText("cancelled; finished images are saved")
         else:
             self.batch_status.setText("folder done")
