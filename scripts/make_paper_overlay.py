@@ -20,13 +20,13 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from napari_grains.extract import ExtractParams, extract  # noqa: E402
-from napari_grains.io import atomic_write, read_image  # noqa: E402
-from napari_grains.nets import load_model  # noqa: E402
+from napari_grains.extract import ExtractParams, extract
+from napari_grains.io import atomic_write, read_image
+from napari_grains.nets import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     res = results["script"]
 
     k = res.n_iterations
-    picks = sorted({int(round(v)) for v in np.linspace(1, k, 4)})
+    picks = sorted({int(v) for v in np.rint(np.linspace(1, k, 4))})
     panels = [("TEM image (authors' TEM.png)", img, "gray"),
               ("edge stack: Sobel (R), LoG (G), Canny (B)", res.edges_original(), None),
               ("Net1: initial guess", res.initial, "gray")]
