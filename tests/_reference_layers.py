@@ -13,7 +13,8 @@ transposed-conv weights H×W×Cout×Cin), following the MATLAB documentation of 
 - maxPooling2dLayer 2×2 stride 2; reluLayer; clippedReluLayer ``min(max(x,0), Ceiling)``;
 - imageInputLayer 'zerocenter': subtract ``AverageImage``.
 
-Used by ``tests/test_nets.py``; run directly it prints the layer-by-layer comparison.
+Used by ``tests/test_nets.py`` and ``benchmarks/check_paper_port.py`` (which prints the
+layer-by-layer comparison on the authors' TEM image).
 """
 
 from __future__ import annotations
