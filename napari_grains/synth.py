@@ -489,37 +489,40 @@ def pack_circles(rng: np.random.Generator, radii: np.ndarray, box: tuple[float, 
         return pos, {"iterations": 0, "mean_overlap": 0.0}
     rmax = float(radii.max())
     skin = 0.5 * float(np.median(radii))
-    cutoff = min(2 * rmax + 2 * skin, 0.499 * min(bw, bh))
+    cutoff = min(2 * rmax + skin, 0.499 * min(bw, bh))
     area = radii * radii
     fade = max(1, int(0.7 * iterations))
-    pairs = None
+    i = j = None
     ref = pos.copy()
     prev = None
     it = 0
     mean_ov = 0.0
     for it in range(1, iterations + 1):
-        if pairs is None or np.max(np.abs(_wrap(pos - ref, boxv))) > 0.5 * skin:
-            tree = cKDTree(pos, boxsize=boxv)
-            pairs = tree.query_pairs(cutoff, output_type="ndarray")
-            ref = pos.copy()
+        if i is None or np.max(np.abs(_wrap(pos - ref, boxv))) > 0.5 * skin:
+            # Verlet list: pairs that can overlap before any circle moves skin/2 more
+            pairs = cKDTree(pos, boxsize=boxv).query_pairs(cutoff, output_type="ndarray")
             if pairs.size == 0:
                 break
-        i, j = pairs[:, 0], pairs[:, 1]
+            d = _wrap(pos[pairs[:, 1]] - pos[pairs[:, 0]], boxv)
+            near = np.einsum("ij,ij->i", d, d) < (radii[pairs[:, 0]] + radii[pairs[:, 1]]
+                                                  + skin) ** 2
+            i, j = pairs[near, 0], pairs[near, 1]
+            rs_all = radii[i] + radii[j]
+            wi_all = area[j] / (area[i] + area[j])  # the smaller circle moves more
+            ref = pos.copy()
         d = _wrap(pos[j] - pos[i], boxv)
         dist = np.sqrt(np.einsum("ij,ij->i", d, d))
-        rs = radii[i] + radii[j]
-        ov = rs - dist
+        ov = rs_all - dist
         m = ov > 0
         if np.any(m):
-            im, jm, dm, distm, ovm = i[m], j[m], d[m], np.maximum(dist[m], 1e-9), ov[m]
-            u = dm / distm[:, None]
-            wi = area[jm] / (area[im] + area[jm])  # the smaller circle moves more
+            im, jm, ovm = i[m], j[m], ov[m]
+            u = d[m] / np.maximum(dist[m], 1e-9)[:, None]
             push = 0.5 * ovm  # half-step: damped, the net force of jammed circles balances
-            disp = np.zeros_like(pos)
-            np.add.at(disp, im, -u * (push * wi)[:, None])
-            np.add.at(disp, jm, u * (push * (1 - wi))[:, None])
-            pos += disp
-            mean_ov = float(np.mean(ovm / rs[m]))
+            si = (push * wi_all[m])[:, None] * u
+            sj = (push * (1 - wi_all[m]))[:, None] * u
+            pos[:, 0] += np.bincount(jm, sj[:, 0], n) - np.bincount(im, si[:, 0], n)
+            pos[:, 1] += np.bincount(jm, sj[:, 1], n) - np.bincount(im, si[:, 1], n)
+            mean_ov = float(np.mean(ovm / rs_all[m]))
         else:
             mean_ov = 0.0
         if it <= fade and jitter > 0:
@@ -595,7 +598,7 @@ def power_diagram(centres: np.ndarray, radii: np.ndarray, shape: tuple[int, int]
                  - r2[cand, None, None])
             k = p.argmin(axis=0)
             owner[y0:y1 + 1, x0:x1 + 1] = cand[k]
-            power[y0:y1 + 1, x0:x1 + 1] = np.take_along_axis(p, k[None], axis=0)[0]
+            power[y0:y1 + 1, x0:x1 + 1] = p.min(axis=0)
     return owner, power
 
 
@@ -864,7 +867,8 @@ def generate_pair(params: SynthParams | None = None, seed: SeedLike = None, *,
 
     # image: concept (ii) gray levels, realism at grain level ------------------------------
     img = region_gray[regions].astype(np.float32)
-    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    yy = np.arange(H, dtype=np.float32)[:, None]  # broadcast against xx: no H x W grids
+    xx = np.arange(W, dtype=np.float32)[None, :]
     if decide["texture"] < R.texture:
         rng = streams["texture"]
         amp = _draw(rng, R.texture_amplitude)
