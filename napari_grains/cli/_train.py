@@ -61,7 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--decay-every", type=int, help="epochs between learning-rate halvings")
     g.add_argument("--decay-factor", type=float, help="learning-rate factor (default 0.5)")
     g.add_argument("--loss", choices=["mse_dice", "mse", "bce_dice", "bce"])
+    g.add_argument("--crops-per-pair", type=int, help="random crops per pair and epoch")
     g.add_argument("--seed", type=int)
+    g = parser.add_argument_group("validation")
+    g.add_argument("--val-limit", type=int, help="validation images used (default 64)")
+    g.add_argument("--val-iterations", type=int, nargs="+", metavar="K",
+                   help="Net2 iteration counts scored in validation (default 1 4 16)")
     g = parser.add_argument_group("hardware")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -74,6 +79,8 @@ _MAP = {
     "net2_epochs": "net2_epochs", "batch_size": "batch_size", "lr": "lr", "net2_lr": "net2_lr",
     "decay_every": "lr_decay_every", "decay_factor": "lr_decay_factor", "loss": "loss",
     "seed": "seed", "device": "device", "threads": "threads",
+    "crops_per_pair": "crops_per_pair", "val_limit": "val_limit",
+    "val_iterations": "net2_val_iterations",
 }
 
 
@@ -141,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
                 dbar.n = ev.done
                 dbar.refresh()
             elif isinstance(ev, tr.Step):
+                if dbar is not None:
+                    dbar.close()
+                    dbar = None
                 total = ev.n_batches * (cfg.net1_epochs if ev.stage == "net1"
                                         else cfg.net2_epochs)
                 if bar is None or bar.desc != ev.stage:
