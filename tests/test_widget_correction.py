@@ -156,3 +156,24 @@ def test_closing_with_unsaved_edits_asks_and_can_cancel(dock, qtbot):
     w.ask_unsaved = lambda text, can_cancel: "save"
     assert w.confirm_discard(can_cancel=True) is True
     assert not w.dirty  # saving wrote the sidecar
+
+
+def test_sample_data_edits_go_to_the_user_folder_not_the_package(
+        make_napari_viewer, monkeypatch, tmp_path):
+    from pathlib import Path
+
+    import napari_grains
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    tem = Path(napari_grains.__file__).parent / "data" / "TEM.png"
+    viewer = make_napari_viewer()
+    viewer.add_image(iio.imread(tem), name="TEM", metadata={"path": str(tem)})
+    viewer.add_image(np.zeros((5, 5)), name="other image")
+    viewer.add_labels(grid(), name="TEM boundaries")
+    w = CorrectionWidget(viewer)
+    w.ask_unsaved = lambda text, can_cancel: "discard"
+    assert w.boundaries_layer.name == "TEM boundaries"
+    assert w.image_layer.name == "TEM"  # paired by the extraction dock's naming
+    path = w.autosave(force=True)
+    assert path == tmp_path / "napari-grains" / "edits" / "TEM.grains-edits.npz"
+    assert not list(tem.parent.glob("*.grains-edits.npz"))

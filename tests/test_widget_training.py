@@ -51,8 +51,10 @@ def test_preview_shows_a_generated_pair_and_follows_parameters(dock, qtbot):
 
 
 def test_short_run_yields_progress_and_its_model_reaches_the_picker(dock, qtbot):
-    added = []
-    dock.viewer.window.add_dock_widget(_picker(added), name="extraction")
+    from napari_grains._widgets.extraction import ExtractionWidget
+
+    picker = ExtractionWidget(dock.viewer)
+    dock.viewer.window.add_dock_widget(picker, name="extraction")
     with qtbot.waitSignal(dock.model_saved, timeout=60000) as sig:
         dock.start_btn.click()
         assert dock.running and not dock.start_btn.isEnabled()
@@ -61,7 +63,9 @@ def test_short_run_yields_progress_and_its_model_reaches_the_picker(dock, qtbot)
     assert {"Step", "Epoch", "Validation", "Done"} <= kinds
     assert dock.progress.value() == 1000
     assert sig.args == [str(dock.model_path)]
-    assert added == [str(dock.model_path)]
+    # the extraction dock's model picker lists the new model and has it selected
+    assert picker.model_combo.findText(str(dock.model_path)) >= 0
+    assert picker.model_key() == str(dock.model_path)
     assert (dock.model_path / "card.json").is_file()
     assert len(dock.ax.lines) >= 2  # loss and validation curves drawn
 
@@ -111,12 +115,3 @@ def test_errors_become_messages_that_say_what_to_do(tmp_path):
     assert "disk is full" in describe_error(full, tmp_path)
     assert describe_error(GrainsError("n_pairs=2: need 4"), None) == "n_pairs=2: need 4"
 
-
-def _picker(added):
-    from qtpy.QtWidgets import QWidget
-
-    class Picker(QWidget):
-        def add_model(self, path):
-            added.append(path)
-
-    return Picker()

@@ -57,12 +57,30 @@ def label_boundaries(boundaries: np.ndarray) -> np.ndarray:
     return label_grains(np.asarray(boundaries) != 0)
 
 
+def pair_image_combo(image_combo: QComboBox, boundaries_name: str) -> None:
+    """Select image ``X`` for boundaries layer ``X boundaries`` (the extraction dock's naming)."""
+    suffix = " boundaries"
+    if boundaries_name.endswith(suffix):
+        image = boundaries_name[: -len(suffix)]
+        if image_combo.findText(image) >= 0:
+            image_combo.setCurrentText(image)
+
+
 def image_source_path(layer) -> Path | None:
     """The file an Image layer was read from, if napari or our reader recorded it."""
     if layer is None:
         return None
     p = getattr(getattr(layer, "source", None), "path", None) or layer.metadata.get("path")
     return Path(p) if p and Path(p).is_file() else None
+
+
+def _writable_home(image_path: Path) -> bool:
+    """Whether a sidecar may go next to this image (not in our package data, folder writable)."""
+    import napari_grains
+
+    package = Path(napari_grains.__file__).resolve().parent
+    folder = image_path.resolve().parent
+    return package not in (folder, *folder.parents) and os.access(folder, os.W_OK)
 
 
 def _ask_question(title: str, text: str) -> bool:
@@ -250,7 +268,10 @@ class CorrectionWidget(QWidget):
 
     def _on_layer_choice(self, *args) -> None:
         layer = self.boundaries_layer
-        if layer is None or id(layer) in self._watched:
+        if layer is None:
+            return
+        pair_image_combo(self.image_combo, layer.name)
+        if id(layer) in self._watched:
             return
         self._watched.add(id(layer))
         self._saved.setdefault(id(layer), np.asarray(layer.data) != 0)
@@ -474,7 +495,7 @@ class CorrectionWidget(QWidget):
     def _sidecar_target(self, image_layer) -> dict:
         path = image_source_path(image_layer)
         folder = self.autosave_folder
-        if path is None and folder is None:
+        if folder is None and (path is None or not _writable_home(path)):
             folder = default_edits_folder()
         return {"image_path": path, "folder": folder, "name": image_layer.name,
                 "image_sha256": self._fingerprint(image_layer)}

@@ -330,8 +330,13 @@ class MeasurementWidget(QWidget):
         )
 
     def _watch_boundaries(self, *args) -> None:
+        from napari_grains._widgets.correction import pair_image_combo
+
         layer = self.boundaries_layer
-        if layer is None or id(layer) in self._watched:
+        if layer is None:
+            return
+        pair_image_combo(self.image_combo, layer.name)
+        if id(layer) in self._watched:
             return
         self._watched.add(id(layer))
         for ev in (layer.events.paint, layer.events.set_data, layer.events.data):

@@ -389,7 +389,7 @@ class TrainingWidget(QWidget):
         """Tell the extraction dock(s) about the new model, then emit ``model_saved``."""
         docks = getattr(getattr(self.viewer, "window", None), "dock_widgets", {}) or {}
         for widget in list(docks.values()):  # inner widgets of the docks
-            adder = getattr(widget, "add_model", None)
+            adder = getattr(widget, "add_model_folder", None)
             if callable(adder):
                 adder(str(path))
         show_info(f"Model saved: {path}")
