@@ -10,9 +10,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from napari_grains import benchdata, synth  # noqa: E402
+from napari_grains import benchdata, synth
 
 
 def main() -> None:
