@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -229,7 +230,7 @@ def estimate_thickness(boundaries: np.ndarray) -> int:
     skel = skeletonize(b)
     dist = ndi.distance_transform_edt(b)
     width = 2.0 * float(np.median(dist[skel])) - 1.0
-    return max(1, int(round(width)))
+    return max(1, round(width))
 
 
 def _raster_polyline(shape: tuple[int, int], points: np.ndarray, thickness: int) -> np.ndarray:
@@ -238,7 +239,7 @@ def _raster_polyline(shape: tuple[int, int], points: np.ndarray, thickness: int)
 
     mask = np.zeros(shape, dtype=bool)
     pts = np.round(points).astype(int)
-    for (r0, c0), (r1, c1) in zip(pts[:-1], pts[1:]):
+    for (r0, c0), (r1, c1) in itertools.pairwise(pts):
         rr, cc = line(r0, c0, r1, c1)
         ok = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
         mask[rr[ok], cc[ok]] = True
@@ -283,7 +284,7 @@ def snap_point(
     if snap_distance <= 0 or not b.any():
         return p, False
     k = int(np.ceil(snap_distance))
-    r, c = int(round(p[0])), int(round(p[1]))
+    r, c = round(p[0]), round(p[1])
     r0, r1 = max(0, r - k), min(b.shape[0], r + k + 1)
     c0, c1 = max(0, c - k), min(b.shape[1], c + k + 1)
     cand = np.argwhere(b[r0:r1, c0:c1]) + (r0, c0)

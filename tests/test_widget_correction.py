@@ -144,7 +144,7 @@ def test_autosave_writes_sidecar_and_reopening_offers_it(dock, qtbot, make_napar
 
 
 def test_closing_with_unsaved_edits_asks_and_can_cancel(dock, qtbot):
-    w, layer, _ = dock
+    w, _, _ = dock
     w._save_timer.setInterval(60_000)  # edits stay unsaved during this test
     w.delete_at((30, 20))
     settle(qtbot, w)

@@ -2,7 +2,6 @@
 
 import errno
 
-import numpy as np
 import pytest
 import torch
 

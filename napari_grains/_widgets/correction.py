@@ -57,6 +57,11 @@ def label_boundaries(boundaries: np.ndarray) -> np.ndarray:
     return label_grains(np.asarray(boundaries) != 0)
 
 
+def layer_named(viewer, name: str):
+    """The layer called ``name``, or None (napari's LayerList has no ``get``)."""
+    return viewer.layers[name] if name and name in viewer.layers else None
+
+
 def pair_image_combo(image_combo: QComboBox, boundaries_name: str) -> None:
     """Select image ``X`` for boundaries layer ``X boundaries`` (the extraction dock's naming)."""
     suffix = " boundaries"
@@ -103,11 +108,11 @@ class _CloseGuard(QObject):
         super().__init__()
         self._dock = dock
 
-    def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
-        if event.type() == QEvent.Close and self._dock.dirty:
-            if not self._dock.confirm_discard(can_cancel=True):
-                event.ignore()
-                return True
+    def eventFilter(self, obj, event):  # Qt API name
+        if (event.type() == QEvent.Close and self._dock.dirty
+                and not self._dock.confirm_discard(can_cancel=True)):
+            event.ignore()
+            return True
         return False
 
 
@@ -257,14 +262,12 @@ class CorrectionWidget(QWidget):
     @property
     def boundaries_layer(self):
         """The Labels layer being corrected, or None."""
-        name = self.boundaries_combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer_named(self.viewer, self.boundaries_combo.currentText())
 
     @property
     def image_layer(self):
         """The Image layer the boundaries belong to, or None."""
-        name = self.image_combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer_named(self.viewer, self.image_combo.currentText())
 
     def _on_layer_choice(self, *args) -> None:
         layer = self.boundaries_layer

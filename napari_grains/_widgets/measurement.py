@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QAbstractTableModel, QModelIndex, QSortFilterProxyModel, Qt, QTimer
+from qtpy.QtCore import QAbstractTableModel, QSortFilterProxyModel, Qt, QTimer
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_grains._widgets.correction import layer_named
 from napari_grains.errors import GrainsError
 
 MEASURE_DEBOUNCE_MS = 800
@@ -122,11 +123,11 @@ class GrainTableModel(QAbstractTableModel):
         self._columns = [str(c) for c in table.columns] if table is not None else []
         self.endResetModel()
 
-    def rowCount(self, parent=QModelIndex()):  # noqa: N802 (Qt API)
-        return 0 if parent.isValid() else self._values.shape[0]
+    def rowCount(self, parent=None):  # Qt API name
+        return 0 if parent is not None and parent.isValid() else self._values.shape[0]
 
-    def columnCount(self, parent=QModelIndex()):  # noqa: N802 (Qt API)
-        return 0 if parent.isValid() else len(self._columns)
+    def columnCount(self, parent=None):  # Qt API name
+        return 0 if parent is not None and parent.isValid() else len(self._columns)
 
     def data(self, index, role=Qt.DisplayRole):
         if not index.isValid():
@@ -140,7 +141,7 @@ class GrainTableModel(QAbstractTableModel):
             return str(v)
         return None
 
-    def headerData(self, section, orientation, role=Qt.DisplayRole):  # noqa: N802
+    def headerData(self, section, orientation, role=Qt.DisplayRole):  # Qt API name
         if role != Qt.DisplayRole:
             return None
         if orientation == Qt.Horizontal:
@@ -296,8 +297,7 @@ class MeasurementWidget(QWidget):
         self._watch_boundaries()
 
     def _layer(self, combo):
-        name = combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer_named(self.viewer, combo.currentText())
 
     @property
     def boundaries_layer(self):
@@ -420,7 +420,7 @@ class MeasurementWidget(QWidget):
         """The Labels layer of the measured grains (highlight and click target), or None."""
         layer = self.boundaries_layer
         name = f"{layer.name} measured grains" if layer is not None else ""
-        return self.viewer.layers[name] if name in self.viewer.layers else None
+        return layer_named(self.viewer, name)
 
     def _set_histogram(self, rgba) -> None:
         if rgba is None:
@@ -481,7 +481,7 @@ class MeasurementWidget(QWidget):
     def _on_grain_click(self, layer, event) -> None:
         if event.type != "mouse_press" or self.measurement is None:
             return
-        r, c = (int(round(v)) for v in np.asarray(layer.world_to_data(event.position))[-2:])
+        r, c = (round(v) for v in np.asarray(layer.world_to_data(event.position))[-2:])
         labels = self.measurement.labels
         if 0 <= r < labels.shape[0] and 0 <= c < labels.shape[1]:
             self.select_grain(int(labels[r, c]))
@@ -508,7 +508,7 @@ class MeasurementWidget(QWidget):
         if self.measurement is None:
             show_warning("Measure first, then export.")
             return
-        text, filt, method, suffix = EXPORTS[kind]
+        _, filt, method, suffix = EXPORTS[kind]
         image = self.image_layer
         folder = Path(image.metadata["path"]).parent if (
             image is not None and image.metadata.get("path")) else Path.cwd()

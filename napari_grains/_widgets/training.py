@@ -235,14 +235,15 @@ class TrainingWidget(QWidget):
         if self.dmin.value() > self.dmax.value():
             raise GrainsError("the smallest grain diameter is larger than the largest.")
         size = (self.rows.value() // 16 * 16, self.cols.value() // 16 * 16)
-        kwargs = dict(
-            n_pairs=self.n_pairs.value(), size=size, crop=size,
-            synth_preset="realistic" if self.preset.currentText() == "realistic" else None,
-            grain_size_range=(self.dmin.value(), self.dmax.value()),
-            data_seed=self.data_seed.value(), card=default_card(self.variant.currentText()),
-            net1_epochs=self.net1_epochs.value(), net2_epochs=self.net2_epochs.value(),
-            batch_size=self.batch.value(), lr=self.lr.value(),
-        )
+        kwargs = {
+            "n_pairs": self.n_pairs.value(), "size": size, "crop": size,
+            "synth_preset": "realistic" if self.preset.currentText() == "realistic" else None,
+            "grain_size_range": (self.dmin.value(), self.dmax.value()),
+            "data_seed": self.data_seed.value(),
+            "card": default_card(self.variant.currentText()),
+            "net1_epochs": self.net1_epochs.value(), "net2_epochs": self.net2_epochs.value(),
+            "batch_size": self.batch.value(), "lr": self.lr.value(),
+        }
         kwargs.update(overrides)
         return TrainConfig(**kwargs)
 
@@ -399,5 +400,7 @@ class TrainingWidget(QWidget):
 def _fmt_seconds(s: float) -> str:
     if not np.isfinite(s):
         return "…"
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    s = round(s)
+    if s >= 3600:
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 60}:{s % 60:02d}"
