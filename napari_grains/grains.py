@@ -15,8 +15,9 @@ Conventions
 -----------
 * A pixel is a unit square centred on its integer (row, col) coordinate. Moments (centroid,
   axis lengths, orientation) use pixel centres, exactly as scikit-image does; Feret diameters
-  and the convex hull (solidity) use pixel corners, so a 9×9 square grain has Feret min 9 and
-  Feret max 9·√2, and solidity 1.
+  use pixel corners, so a 9×9 square grain has Feret min 9 and Feret max 9·√2. Solidity is
+  the area over the number of pixels whose centres lie in the convex hull of the grain's pixel
+  centres (counted exactly with Pick's theorem), so a digitised convex grain has solidity 1.
 * ``perimeter`` is scikit-image's 4-connectivity estimate (the same numbers as
   ``regionprops(...).perimeter``).
 * A grain *touches the border* when one of its pixels lies on the first or last row or column
@@ -153,7 +154,7 @@ def _as_boundaries(boundaries) -> np.ndarray:
 def label_grains(
     boundaries: np.ndarray,
     *,
-    close_gaps: int = 1,
+    close_gaps: int = 3,
     thin: bool = True,
     min_area: int = 10,
     fill_boundaries: bool = False,
@@ -165,8 +166,11 @@ def label_grains(
     boundaries : ndarray of bool, shape (rows, cols)
         True on grain boundaries. A 0/1 or 0/255 array is accepted too.
     close_gaps : int
-        Radius in pixels of a morphological closing of the boundaries, which bridges gaps up
-        to about ``2 * close_gaps`` pixels wide. 0 leaves the map as it is.
+        Close gaps of up to this many missing pixels in the boundaries: every loose end of a
+        boundary (an end point of its one-pixel skeleton, away from the image edge) is joined
+        by a straight segment to the nearest other boundary pixel at most ``close_gaps + 1``
+        away.
+        0 leaves the map as it is.
     thin : bool
         Thin the boundaries to one pixel (an 8-connected skeleton) before labelling, so a
         thick boundary does not eat into the grains.
@@ -195,22 +199,20 @@ def label_grains(
     >>> int(labels.max()), int((labels == 1).sum())
     (4, 100)
     """
-    from skimage import measure, morphology
+    from skimage import measure
 
     b = _as_boundaries(boundaries)
     if int(close_gaps) < 0 or int(min_area) < 0:
         raise GrainsError("close_gaps and min_area must be 0 or more.")
     close_gaps, min_area = int(close_gaps), int(min_area)
-    if close_gaps > 0:
-        # pad by replication so boundaries that run into the image edge are not eroded there
-        pad = close_gaps + 1
-        closed = ndi.binary_closing(np.pad(b, pad, mode="edge"), morphology.disk(close_gaps))
-        b = closed[pad:-pad, pad:-pad] | b
-    if thin:
-        # extend the map past the image edge first: a boundary that runs into the edge must
-        # still reach it after thinning, or the grains on either side would merge there
-        pad = 4
-        b = morphology.skeletonize(np.pad(b, pad, mode="edge"))[pad:-pad, pad:-pad]
+    if thin or close_gaps > 0:
+        skel = _skeleton(b)
+        if close_gaps > 0:
+            bridges = _bridge_gaps(skel, close_gaps)
+            skel |= bridges
+            b = b | bridges
+        if thin:
+            b = skel
     labels = measure.label(~b, connectivity=1).astype(np.int32, copy=False)
     if min_area > 1 and labels.max() > 0:
         areas = np.bincount(labels.ravel())
@@ -222,6 +224,63 @@ def label_grains(
     if fill_boundaries and labels.max() > 0:
         labels = _fill_from_nearest(labels)
     return labels
+
+
+def _skeleton(b: np.ndarray) -> np.ndarray:
+    """One-pixel 8-connected skeleton that still reaches the image edge where ``b`` does."""
+    from skimage import morphology
+
+    # extend the map past the image edge first: a boundary that runs into the edge must
+    # still reach it after thinning, or the grains on either side would merge there
+    pad = 4
+    return morphology.skeletonize(np.pad(b, pad, mode="edge"))[pad:-pad, pad:-pad]
+
+
+def _bridge_gaps(skel: np.ndarray, max_gap: int) -> np.ndarray:
+    """Straight segments joining loose skeleton ends to the nearest other boundary pixel."""
+    from collections import deque
+
+    from scipy.spatial import cKDTree
+    from skimage.draw import line
+
+    h, w = skel.shape
+    count = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant")
+    ends = skel & (count == 2)  # the pixel itself and exactly one neighbour
+    ends[[0, -1], :] = False  # a line leaving the image is not a loose end
+    ends[:, [0, -1]] = False
+    out = np.zeros_like(skel)
+    er, ec = np.nonzero(ends)
+    if er.size == 0:
+        return out
+    pts = np.argwhere(skel)
+    tree = cKDTree(pts)
+    depth = max_gap + 3
+    offsets = [(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc]
+    for r0, c0 in zip(er.tolist(), ec.tolist(), strict=True):
+        # pixels of the end's own branch near it are not a gap's other side
+        own = {(r0, c0)}
+        queue = deque([(r0, c0, 0)])
+        while queue:
+            r, c, d = queue.popleft()
+            if d >= depth:
+                continue
+            for dr, dc in offsets:
+                rr, cc = r + dr, c + dc
+                if 0 <= rr < h and 0 <= cc < w and skel[rr, cc] and (rr, cc) not in own:
+                    own.add((rr, cc))
+                    queue.append((rr, cc, d + 1))
+        best, best_d = None, np.inf
+        for j in tree.query_ball_point((r0, c0), r=max_gap + 1.5):
+            rr, cc = int(pts[j, 0]), int(pts[j, 1])
+            if (rr, cc) in own:
+                continue
+            dist = (rr - r0) ** 2 + (cc - c0) ** 2
+            if dist < best_d:
+                best, best_d = (rr, cc), dist
+        if best is not None:
+            lr, lc = line(r0, c0, best[0], best[1])
+            out[lr, lc] = True
+    return out
 
 
 def _relabel(labels: np.ndarray) -> np.ndarray:
@@ -297,7 +356,9 @@ def neighbour_pairs(labels: np.ndarray) -> np.ndarray:
     if p.size == 0:
         return np.zeros((0, 2), np.int64)
     p.sort(axis=1)
-    return np.unique(p, axis=0)
+    base = int(p.max()) + 1
+    code = np.unique(p[:, 0] * base + p[:, 1])
+    return np.stack([code // base, code % base], axis=1)
 
 
 def _runs(labels: np.ndarray):
@@ -351,7 +412,7 @@ def _perimeters(labels: np.ndarray, n: int) -> np.ndarray:
 
 
 def _hull_measures(rows, c0, c1, lab, n):
-    """Feret max/min and convex-hull area per label from row extents (pixel corners)."""
+    """Feret max/min (hull of pixel corners) and convex-hull pixel count (hull of centres)."""
     import cv2
 
     order = np.lexsort((rows, lab))
@@ -372,37 +433,64 @@ def _hull_measures(rows, c0, c1, lab, n):
         ],
         1,
     )  # (n_extents, 4, 2)
+    centres = np.stack([np.stack([row_r, lo], 1), np.stack([row_r, hi], 1)], 1)
     bounds = np.flatnonzero(np.r_[True, lab_r[1:] != lab_r[:-1], True])
-    fmax = np.full(n, np.nan)
-    fmin = np.full(n, np.nan)
-    harea = np.full(n, np.nan)
+    ids = lab_r[bounds[:-1]].astype(np.int64) - 1
+    corner_hulls, centre_hulls = [], []
     for i in range(bounds.size - 1):
         s, e = bounds[i], bounds[i + 1]
-        g = int(lab_r[s]) - 1
-        p = pts[s:e].reshape(-1, 2).astype(np.float32)
-        hull = cv2.convexHull(p, clockwise=False).reshape(-1, 2).astype(np.float64)
-        fmax[g], fmin[g], harea[g] = _calipers(hull)
-    return fmax, fmin, harea
+        corner_hulls.append(cv2.convexHull(pts[s:e].reshape(-1, 2).astype(np.float32)))
+        centre_hulls.append(cv2.convexHull(centres[s:e].reshape(-1, 2).astype(np.int32)))
+    fmax = np.full(n, np.nan)
+    fmin = np.full(n, np.nan)
+    hull_pixels = np.full(n, np.nan)
+    # in chunks of similar vertex counts, to bound the (chunk, m, m) work arrays
+    order = np.argsort([len(h) for h in corner_hulls], kind="stable")
+    for k in range(0, order.size, 256):
+        sel = order[k : k + 256]
+        fmax[ids[sel]], fmin[ids[sel]] = _calipers(_pad_polygons([corner_hulls[i] for i in sel]))
+        hull_pixels[ids[sel]] = _lattice_points_in_hulls(
+            _pad_polygons([centre_hulls[i] for i in sel]))
+    return fmax, fmin, hull_pixels
 
 
-def _calipers(hull: np.ndarray) -> tuple[float, float, float]:
-    """Largest and smallest caliper width, and area, of a convex polygon (vertices in order)."""
-    m = hull.shape[0]
-    d = hull[:, None, :] - hull[None, :, :]
-    fmax = float(np.sqrt((d**2).sum(-1).max()))
-    if m < 3:
-        return fmax, 0.0, 0.0
-    nxt = np.roll(hull, -1, axis=0)
-    edge = nxt - hull
-    length = np.hypot(edge[:, 0], edge[:, 1])
-    ok = length > 0
-    edge, start, length = edge[ok], hull[ok], length[ok]
-    # distance of every vertex from the line through each edge
-    rel = hull[None, :, :] - start[:, None, :]
-    cross = np.abs(edge[:, None, 0] * rel[:, :, 1] - edge[:, None, 1] * rel[:, :, 0])
-    fmin = float((cross.max(1) / length).min())
-    area = 0.5 * abs(float(np.dot(hull[:, 0], nxt[:, 1]) - np.dot(hull[:, 1], nxt[:, 0])))
-    return fmax, fmin, area
+def _pad_polygons(hulls: list) -> np.ndarray:
+    """Stack convex polygons of different vertex counts into (n, m, 2), repeating the last
+    vertex (a repeated vertex adds only zero-length edges)."""
+    m = max(len(h) for h in hulls)
+    out = np.empty((len(hulls), m, 2), np.float64)
+    for i, h in enumerate(hulls):
+        v = h.reshape(-1, 2)
+        out[i, : len(v)] = v
+        out[i, len(v):] = v[-1]
+    return out
+
+
+def _calipers(poly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Largest and smallest caliper width of convex polygons, (n, m, 2) vertices in order."""
+    d = poly[:, :, None, :] - poly[:, None, :, :]
+    fmax = np.sqrt((d**2).sum(-1).max(axis=(1, 2)))
+    edge = np.concatenate([poly[:, 1:], poly[:, :1]], axis=1) - poly  # (n, m, 2)
+    length = np.hypot(edge[..., 0], edge[..., 1])
+    # distance of every vertex j from the line through edge k: |edge_k x (v_j - v_k)| / |edge_k|
+    cross = np.abs(edge[:, :, None, 0] * (-d[..., 1]) - edge[:, :, None, 1] * (-d[..., 0]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        width = np.where(length > 0, cross.max(axis=2) / np.where(length > 0, length, 1), np.inf)
+    fmin = width.min(axis=1)
+    fmin[~np.isfinite(fmin)] = 0.0  # degenerate (all vertices equal)
+    return fmax, fmin
+
+
+def _lattice_points_in_hulls(poly: np.ndarray) -> np.ndarray:
+    """Pixel centres inside or on convex polygons with integer vertices (Pick's theorem)."""
+    h = np.rint(poly).astype(np.int64)
+    nxt = np.concatenate([h[:, 1:], h[:, :1]], axis=1)
+    dd = np.abs(nxt - h)
+    on_edges = np.gcd(dd[..., 0], dd[..., 1]).sum(axis=1).astype(np.float64)
+    area2 = np.abs((h[..., 0] * nxt[..., 1] - h[..., 1] * nxt[..., 0]).sum(axis=1)).astype(
+        np.float64)
+    # Pick: A = I + B/2 - 1, so I + B = A + B/2 + 1 (also right for segments and points)
+    return area2 / 2.0 + on_edges / 2.0 + 1.0
 
 
 def grain_table(
@@ -433,7 +521,8 @@ def grain_table(
         ``axis_minor_length``, ``aspect_ratio`` (major/minor), ``orientation`` (radians,
         scikit-image's convention: angle between the row axis and the major axis, in
         [-π/2, π/2]), ``feret_diameter_max``, ``feret_diameter_min``, ``solidity``
-        (area / convex hull area; the convexity), ``n_neighbors``, ``touches_border``.
+        (area / convex hull area in pixels; the convexity), ``n_neighbors``,
+        ``touches_border``.
         ``table.attrs`` holds ``pixel_size``, ``unit`` and ``image_shape``.
 
     Raises
@@ -451,8 +540,7 @@ def grain_table(
     ps, u = _check_pixel_size(pixel_size, unit)
     lab = lab.astype(np.int64, copy=False)
     n = int(lab.max()) if lab.size else 0
-    present = np.zeros(n + 1, bool)
-    present[np.unique(lab)] = True
+    present = np.bincount(lab.ravel(), minlength=n + 1) > 0
     present[0] = False
 
     rows, c0, c1, rl = _runs(lab)
@@ -489,11 +577,11 @@ def grain_table(
         )
     perimeter = _perimeters(lab, n) if n else np.zeros(0)
     if rl.size:
-        fmax, fmin, harea = _hull_measures(rows, c0, c1, rl, n)
+        fmax, fmin, hull_pixels = _hull_measures(rows, c0, c1, rl, n)
     else:
-        fmax = fmin = harea = np.zeros(n)
+        fmax = fmin = hull_pixels = np.zeros(n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        solidity = area / harea
+        solidity = area / hull_pixels
 
     nb = np.zeros(n + 1, np.int64)
     pairs = neighbour_pairs(lab)

@@ -1,0 +1,212 @@
+"""Grains from boundary maps and the per-grain table, against exact answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from skimage import measure as skmeasure
+
+from napari_grains.errors import GrainsError
+from napari_grains.grains import (
+    border_labels,
+    grain_table,
+    label_grains,
+    neighbour_pairs,
+    normalize_unit,
+)
+
+
+def square_grid(n_cells: int = 10, period: int = 10) -> np.ndarray:
+    """Boundary lines every ``period`` px, frame included: n_cells² cells of (period-1)² px."""
+    size = n_cells * period + 1
+    b = np.zeros((size, size), bool)
+    b[::period, :] = True
+    b[:, ::period] = True
+    return b
+
+
+def hex_tiling(shape=(200, 240), spacing=20.0):
+    """Labels of the Voronoi cells of a hexagonal lattice (regular hexagons), and the seeds."""
+    from scipy import ndimage as ndi
+
+    h, w = shape
+    seeds = np.zeros(shape, np.int32)
+    k = 0
+    row_step = spacing * math.sqrt(3) / 2
+    for i in range(-1, int(h / row_step) + 2):
+        for j in range(-1, int(w / spacing) + 2):
+            r = i * row_step + 7.3
+            c = j * spacing + (spacing / 2 if i % 2 else 0) + 5.1
+            if 0 <= round(r) < h and 0 <= round(c) < w:
+                k += 1
+                seeds[round(r), round(c)] = k
+    _, (ri, ci) = ndi.distance_transform_edt(seeds == 0, return_indices=True)
+    return seeds[ri, ci], k
+
+
+def boundaries_of(labels: np.ndarray) -> np.ndarray:
+    b = np.zeros(labels.shape, bool)
+    b[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    b[1:, :] |= labels[1:, :] != labels[:-1, :]
+    return b
+
+
+def test_square_grid_gives_exact_counts_areas_and_shapes():
+    labels = label_grains(square_grid(), close_gaps=0, thin=False, min_area=1)
+    assert labels.dtype == np.int32
+    assert labels.max() == 100
+    t = grain_table(labels)
+    assert len(t) == 100
+    assert (t["area"] == 81).all()
+    assert np.allclose(t["equivalent_diameter"], 2 * math.sqrt(81 / math.pi))
+    assert np.allclose(t["feret_diameter_min"], 9.0)
+    assert np.allclose(t["feret_diameter_max"], 9.0 * math.sqrt(2))
+    assert np.allclose(t["solidity"], 1.0)
+    assert np.allclose(t["aspect_ratio"], 1.0)
+    first = t.iloc[0]
+    assert (first["centroid-0"], first["centroid-1"]) == (5.0, 5.0)
+    # frame grid: the 36 outer cells sit against the edge's boundary line, so they are cut
+    assert int(t["touches_border"].sum()) == 36
+    inner = t[~t["touches_border"]]
+    assert (inner["n_neighbors"] == 4).all()  # diagonal cells touch at a point only
+
+
+def test_thinning_keeps_grid_interior_cells_exact():
+    labels = label_grains(square_grid(), close_gaps=0)  # default: thin, min_area 10
+    t = grain_table(labels)
+    assert len(t) == 100
+    assert (t.loc[~t["touches_border"], "area"] == 81).all()
+
+
+def test_hexagonal_tiling_count_neighbours_and_area():
+    labels, n_seeds = hex_tiling()
+    got = label_grains(boundaries_of(labels), close_gaps=0, min_area=1, fill_boundaries=True)
+    t = grain_table(got)
+    assert len(t) == n_seeds
+    inner = t[~t["touches_border"]]
+    assert len(inner) > 60
+    assert (inner["n_neighbors"] == 6).all()
+    hex_area = math.sqrt(3) / 2 * 20.0**2
+    assert abs(inner["area"].mean() / hex_area - 1) < 0.01
+    assert abs(inner["solidity"].mean() - 1) < 0.05
+
+
+def test_moments_and_perimeter_equal_regionprops():
+    rng = np.random.default_rng(3)
+    labels, _ = hex_tiling((96, 128), 17.0)
+    # jitter: random boundaries of random grains, so shapes are irregular
+    b = boundaries_of(labels) | (rng.random(labels.shape) < 0.02)
+    lab = label_grains(b, close_gaps=0, thin=False, min_area=3)
+    t = grain_table(lab)
+    ref = skmeasure.regionprops_table(
+        lab, properties=("label", "area", "centroid", "axis_major_length", "axis_minor_length",
+                         "orientation", "perimeter"))
+    for col in ("label", "area", "centroid-0", "centroid-1", "axis_major_length",
+                "axis_minor_length", "orientation", "perimeter"):
+        np.testing.assert_allclose(t[col].to_numpy(float), ref[col], atol=1e-8, err_msg=col)
+
+
+def test_feret_of_a_rectangle_and_an_l_shape():
+    lab = np.zeros((30, 40), np.int32)
+    lab[5:10, 5:25] = 1  # 5 x 20 rectangle
+    lab[15:25, 10:13] = 2  # L: 10 x 3 bar plus a foot
+    lab[22:25, 13:20] = 2
+    t = grain_table(lab).set_index("label")
+    assert t.loc[1, "feret_diameter_min"] == pytest.approx(5.0)
+    assert t.loc[1, "feret_diameter_max"] == pytest.approx(math.hypot(5, 20))
+    assert t.loc[2, "feret_diameter_max"] == pytest.approx(math.hypot(10, 10))
+    assert t.loc[2, "solidity"] < 0.8  # the L is far from convex
+    assert t.loc[1, "orientation"] == pytest.approx(math.pi / 2)  # major axis along columns
+
+
+def test_close_gaps_joins_a_broken_boundary():
+    b = square_grid(4, 20)
+    b[30:33, 20] = False  # a 3-px gap in one vertical line
+    b[60, 45:47] = False  # a 2-px gap in a horizontal one
+    assert label_grains(b, close_gaps=0).max() == 14
+    assert label_grains(b, close_gaps=2).max() == 15  # the 3-px gap is too wide
+    closed = label_grains(b, close_gaps=3)
+    assert closed.max() == 16
+    t = grain_table(closed)
+    assert (t.loc[~t["touches_border"], "area"] == 19 * 19).all()
+
+
+def test_close_gaps_leaves_a_lone_spur_alone():
+    b = square_grid(2, 30)
+    b[10:20, 15] = True  # a dangling boundary piece in the middle of a grain
+    labels = label_grains(b, close_gaps=3)
+    assert labels.max() == 4
+
+
+def test_thick_boundaries_are_thinned_and_specks_dropped():
+    b = square_grid(4, 20)
+    thick = b | np.roll(b, 1, 0) | np.roll(b, 1, 1)
+    thick[45:47, 45:47] = False  # a 2x2 hole inside a boundary: a speck, not a grain
+    thick[44:48, 44] = True
+    thick[44:48, 47] = True
+    thick[44, 44:48] = True
+    thick[47, 44:48] = True
+    unthinned = grain_table(label_grains(thick, close_gaps=0, thin=False, min_area=1))
+    thinned = grain_table(label_grains(thick, close_gaps=0, thin=True, min_area=10))
+    assert len(thinned) == 16
+    assert len(unthinned) == 17  # the speck survives min_area=1
+    assert thinned["area"].mean() > unthinned["area"].max() - 1
+
+
+def test_fill_boundaries_tiles_the_image():
+    labels = label_grains(square_grid(), close_gaps=0, fill_boundaries=True)
+    assert labels.min() == 1
+    assert labels.max() == 100
+    t = grain_table(labels)
+    assert t["area"].sum() == labels.size
+    assert (t.loc[~t["touches_border"], "n_neighbors"] == 4).all()
+
+
+def test_border_grains_behind_an_edge_boundary_line_are_cut():
+    lab = np.zeros((20, 20), np.int32)
+    lab[1:10, 1:19] = 1  # behind a one-pixel frame at the top and sides
+    lab[11:15, 5:15] = 2  # 5 px from the sides and the bottom: complete
+    lab[11:19, 1:4] = 3
+    got = set(border_labels(lab).tolist())
+    assert got == {1, 3}
+
+
+def test_neighbour_pairs_across_one_pixel_boundaries():
+    lab = np.array([[1, 0, 2], [1, 0, 2], [0, 0, 0], [3, 0, 4]], np.int32)
+    assert neighbour_pairs(lab).tolist() == [[1, 2], [1, 3], [2, 4], [3, 4]]
+
+
+def test_physical_units_scale_lengths_and_areas():
+    labels = label_grains(square_grid(), close_gaps=0, thin=False)
+    t = grain_table(labels, pixel_size=2.5, unit="nm")
+    assert np.allclose(t["area_nm2"], t["area"] * 6.25)
+    assert np.allclose(t["equivalent_diameter_nm"], t["equivalent_diameter"] * 2.5)
+    assert np.allclose(t["feret_diameter_max_nm"], t["feret_diameter_max"] * 2.5)
+    assert t.attrs["unit"] == "nm"
+    t2 = grain_table(labels, pixel_size=0.5, unit="micron")
+    assert "equivalent_diameter_um" in t2 and t2.attrs["unit"] == "µm"
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: label_grains(np.zeros((4, 4, 3), bool)), "2-D"),
+        (lambda: label_grains(np.arange(64).reshape(8, 8)), "not binary"),
+        (lambda: label_grains(np.zeros((8, 8), bool), min_area=-1), "0 or more"),
+        (lambda: grain_table(np.ones((4, 4), np.int32), pixel_size=2.0), "unit"),
+        (lambda: grain_table(np.ones((4, 4), np.int32), pixel_size=-1, unit="nm"), "positive"),
+        (lambda: grain_table(np.ones((4, 4), float)), "integer"),
+        (lambda: normalize_unit("furlong"), "unknown length unit"),
+    ],
+)
+def test_user_errors_raise_grains_error(call, match):
+    with pytest.raises(GrainsError, match=match):
+        call()
+
+
+def test_0_255_boundary_maps_are_accepted():
+    b = square_grid(3, 10)
+    a = label_grains(b.astype(np.uint8) * 255, close_gaps=0, thin=False)
+    assert np.array_equal(a, label_grains(b, close_gaps=0, thin=False))
