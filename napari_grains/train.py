@@ -685,10 +685,11 @@ def default_card(net2: str = "unet") -> dict:
     Parameters
     ----------
     net2 : str
-        ``"unet"`` (default): an encoder-decoder with U-Net skip connections, widths
-        8-16-32-64, 5x5 then 3x3 kernels, no batch norm, input and output in [0, 1] -- the
-        skips let it keep a correct map as it is (a fixed point) while the deep path fills
-        gaps. ``"paper"``: the authors' Net2 layout and scaling.
+        ``"unet"`` (default): an encoder-decoder with U-Net skip connections, the paper
+        Net2's widths (4-8-16-32), 5x5 then 3x3 kernels, a bridge, a 3x3 conv after each
+        up-sampling, no batch norm, input and output in [0, 1]; about the paper Net2's cost per
+        pixel. The skips let it keep a correct map as it is (a fixed point) while the deep path
+        fills gaps. ``"paper"``: the authors' Net2 layout and scaling.
 
     Returns
     -------
@@ -716,11 +717,11 @@ def default_card(net2: str = "unet") -> dict:
             "architecture": "encoder_decoder",
             "params": {
                 "in_channels": 1,
-                "encoder_widths": [8, 16, 32, 64],
+                "encoder_widths": [4, 8, 16, 32],
                 "encoder_kernels": [5, 3, 3, 3],
-                "bridge_width": 64,
+                "bridge_width": 32,
                 "bridge_kernel": 3,
-                "decoder_widths": [32, 16, 8, 8],
+                "decoder_widths": [32, 16, 8, 4],
                 "decoder_conv_kernel": 3,
                 "batch_norm": False,
                 "skip_connections": True,
@@ -755,8 +756,9 @@ def _build(cfg: TrainConfig, device: torch.device):
                 # same layers: take the source's whole entry (ceiling, scaling) with its weights
                 card[name] = json.loads(json.dumps(src.card[name]))
                 init_states[name] = src_sd
-        card.setdefault("init", {})
-        card["init"] = {"model": str(cfg.init), "nets": sorted(init_states)}
+        src_icpt = (src.card.get("training") or {}).get("mean_intercept_px")
+        card["init"] = {"model": str(cfg.init), "nets": sorted(init_states),
+                        "mean_intercept_px": src_icpt}
     model = nets.build_model(card, seed=cfg.seed)
     for name, sd in init_states.items():
         getattr(model, name).load_state_dict(sd)
@@ -838,8 +840,7 @@ class _Run:
             "torch": torch.__version__,
             # read by extract.estimate_scale: the grain size (mean intercept, px) the nets
             # were trained at
-            "mean_intercept_px": (self.data.params.get("mean_intercept_px")
-                                  if self.data is not None else None),
+            "mean_intercept_px": self._intercept(),
             "best_validation_error": dict(self.state["best"]),
             "steps": dict(self.state["step"]),
             "history": self.state["history"][-200:],
@@ -848,6 +849,18 @@ class _Run:
             card["training"]["test"] = self.state["test"]
         nets.save_model(self.model, self.out)
         return self.out
+
+    def _intercept(self) -> float | None:
+        """The grain size (mean intercept, px) Net1 works at, for extract's automatic scale.
+
+        A Net1 taken over unchanged from another model (``init``, no Net1 epochs) keeps that
+        model's value (None: extract's default for the paper's nets); a trained Net1 gets the
+        median intercept of its training targets.
+        """
+        init = self.model.card.get("init") or {}
+        if self.cfg.net1_epochs == 0 and "net1" in init.get("nets", []):
+            return init.get("mean_intercept_px")
+        return self.data.params.get("mean_intercept_px") if self.data is not None else None
 
     def best_path(self, name: str) -> Path:
         return self.ckpt / f"best_{name}.safetensors"

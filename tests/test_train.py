@@ -189,3 +189,19 @@ def test_cli_trains_and_resumes(tmp_path, cache, capsys):
     assert card["training"]["steps"]["net2"] == 4
     assert main(["train", "--pairs", "8"]) == 2
     assert "--out" in capsys.readouterr().err
+
+
+def test_init_from_paper_keeps_its_net1(tmp_path, cache):
+    out = tmp_path / "ft"
+    events = list(iter_train(tiny(init="paper", net1_epochs=0, net2_epochs=1,
+                                  data_cache=cache), out))
+    assert isinstance(events[-1], Done)
+    paper, ours = load_model("paper"), load_model(out)
+    for k, v in paper.net1.state_dict().items():
+        torch.testing.assert_close(ours.net1.state_dict()[k], v)
+    card = json.loads((out / "card.json").read_text())
+    assert card["net1"]["params"]["ceiling"] == 255.0  # the paper's scaling came with it
+    assert card["net1"]["output_scale"] == 255.0
+    assert card["training"]["mean_intercept_px"] is None  # extract's paper default applies
+    edges = torch.zeros(1, 3, 32, 64)
+    torch.testing.assert_close(ours.initial_guess(edges), paper.initial_guess(edges))
