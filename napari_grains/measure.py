@@ -85,7 +85,7 @@ class MeasureParams:
         Test-line spacing in px (None: 1/20 of the shorter side, at least 4).
     """
 
-    close_gaps: int = 1
+    close_gaps: int = 3
     thin: bool = True
     min_area: int = 10
     fill_boundaries: bool = False
@@ -97,7 +97,7 @@ class MeasureParams:
     def validate(self) -> MeasureParams:
         """Check the values; raise :class:`GrainsError` saying what to change."""
         if self.close_gaps < 0:
-            raise GrainsError("close_gaps must be 0 (off) or a radius in pixels.")
+            raise GrainsError("close_gaps must be 0 (off) or a gap width in pixels.")
         if self.min_area < 0:
             raise GrainsError("min_area must be 0 or more pixels.")
         if self.line_axis not in (None, "x", "y"):

@@ -34,8 +34,9 @@ def add_measure_options(parser: argparse.ArgumentParser) -> None:
                    help="edge length of one pixel in --unit (default: from the file, if any)")
     g.add_argument("--unit", metavar="UNIT", help="unit of --pixel-size: nm, um (µm) or mm")
     g = parser.add_argument_group("grains")
-    g.add_argument("--close-gaps", type=int, default=1, metavar="PX",
-                   help="close boundary gaps with a disk of this radius (0: off; default 1)")
+    g.add_argument("--close-gaps", type=int, default=3, metavar="PX",
+                   help="join loose boundary ends across gaps of up to PX missing pixels "
+                        "(0: off; default 3)")
     g.add_argument("--no-thin", action="store_true",
                    help="do not thin boundaries to one pixel before labelling")
     g.add_argument("--min-area", type=int, default=10, metavar="PX",
