@@ -628,18 +628,19 @@ def resolve_model_path(name_or_path: str | os.PathLike = "default") -> Path:
     """
     text = os.fspath(name_or_path)
     p = Path(text).expanduser()
-    is_name = not (os.sep in text or "/" in text or text.startswith(".")) and not p.is_dir()
-    if is_name:
-        if text == "default" and not (MODELS_DIR / "default" / "card.json").is_file():
-            text = "paper"
-        folder = MODELS_DIR / text
-        if not (folder / "card.json").is_file():
+    bare = bool(text) and not (os.sep in text or "/" in text or text.startswith((".", "~")))
+    if bare:
+        # a shipped name wins over a same-named folder in the current directory
+        name = text
+        if name == "default" and not (MODELS_DIR / "default" / "card.json").is_file():
+            name = "paper"
+        if (MODELS_DIR / name / "card.json").is_file():
+            return MODELS_DIR / name
+        if not p.is_dir():
             raise GrainsError(
-                f"unknown model {os.fspath(name_or_path)!r}; shipped models: "
-                f"{', '.join(list_models()) or 'none'}. Give one of these names or the folder of "
-                "a trained model (it holds card.json)."
+                f"unknown model {text!r}; shipped models: {', '.join(list_models()) or 'none'}. "
+                "Give one of these names or the folder of a trained model (it holds card.json)."
             )
-        return folder
     if not p.is_dir():
         raise GrainsError(f"model folder {p} does not exist; give a folder holding card.json.")
     if not (p / "card.json").is_file():

@@ -186,6 +186,15 @@ def test_default_and_list_models():
     assert m.card["files"]["net1.safetensors"]["sha256"] == sha256_file(m.path / "net1.safetensors")
 
 
+def test_shipped_name_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    (tmp_path / "paper").mkdir()                  # e.g. running beside ../shared/paper
+    monkeypatch.chdir(tmp_path)
+    assert resolve_model_path("paper") == MODELS_DIR / "paper"
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(GrainsError, match="no card.json"):
+        resolve_model_path("mine")                # not shipped: the folder is meant
+
+
 def test_unknown_model_name_says_what_exists():
     with pytest.raises(GrainsError, match="paper"):
         load_model("no-such-model")
