@@ -85,8 +85,9 @@ class Realism:
         Defocus / limited resolution: a Gaussian blur of standard deviation ``blur_sigma`` px,
         applied before the noise (the detector sees a blurred image).
     illumination, illumination_strength
-        Uneven illumination: the image is multiplied by a smooth gain field ranging over
-        ``1 ± strength``.
+        Uneven illumination: the image is multiplied by a smooth gain field (a random ramp plus
+        a random large-scale field) that goes from ``1 - strength`` in the darkest corner to
+        1, so bright grains are shaded rather than clipped.
     low_contrast, contrast
         Low grain contrast: grain gray levels are squeezed to a band of width ``contrast``
         (instead of the full 0..1) around a random centre.
@@ -391,12 +392,16 @@ class SynthPair:
         image: mean diameter, sigma, number of circles and grains, packing quality, realism
         strengths ...). ``generate_pair(SynthParams.from_dict(p["config"]), p["seed"],
         index=p["index"])`` regenerates the pair.
+    circles : ndarray of float64, shape (n, 3), optional
+        The packed circles ``(x, y, radius)`` in image pixel coordinates (including those in
+        the padding), i.e. the power diagram's seeds and weights; for inspection and figures.
     """
 
     image: np.ndarray
     target: np.ndarray
     labels: np.ndarray
     params: dict
+    circles: np.ndarray | None = None
 
     @property
     def labels_with_boundaries(self) -> np.ndarray:
@@ -887,13 +892,13 @@ def generate_pair(params: SynthParams | None = None, seed: SeedLike = None, *,
         frac = _draw(rng, R.bend_fraction)
         depth = _draw(rng, R.bend_depth)
         width = _draw(rng, R.bend_width)
-        field_ = _smooth_field(rng, (H, W), max(mean_d, 4.0))
+        field_ = _smooth_field(rng, (H, W), max(1.5 * mean_d, 4.0))
         sel = rng.random(n_grains + 1) < frac
         offs = rng.uniform(0, 1, n_grains + 1)
-        # contour lines of a smooth field, shifted per grain: ~one band per grain diameter
-        phase = field_ * 1.5 + offs[grains]
-        dist = np.abs(phase - np.round(phase))  # in field units; grad ~ 1.5 / mean_d per px
-        d_px = dist * mean_d / 1.5
+        # level lines of a smooth field, shifted per grain so they end at its boundaries
+        phase = field_ * 0.8 + offs[grains]
+        dist = np.abs(phase - np.round(phase))  # field units; the field changes ~1/(1.5 d)/px
+        d_px = dist * 1.5 * mean_d / 0.8
         band = np.exp(-0.5 * (d_px / width) ** 2) * sel[grains]
         img *= (1.0 - depth * band).astype(np.float32)
         drawn["bend_contours"] = {"fraction": round(frac, 4), "depth": round(depth, 4),
@@ -929,8 +934,8 @@ def generate_pair(params: SynthParams | None = None, seed: SeedLike = None, *,
         ang = rng.uniform(0, 2 * math.pi)
         ramp = (math.cos(ang) * (xx - W / 2) + math.sin(ang) * (yy - H / 2)) / max(H, W)
         f = f + 2.0 * ramp.astype(np.float32) / max(float(np.abs(ramp).max()), 1e-6)
-        f = f / max(float(np.abs(f).max()), 1e-6)
-        img *= (1.0 + s * f).astype(np.float32)
+        f = (f - f.min()) / max(float(f.max() - f.min()), 1e-6)  # 0..1
+        img *= (1.0 - s * (1.0 - f)).astype(np.float32)  # gain from 1 - s (shade) to 1
         np.clip(img, 0.0, 1.0, out=img)
         drawn["illumination"] = {"strength": round(s, 4)}
     if decide["blur"] < R.blur:
@@ -976,7 +981,8 @@ def generate_pair(params: SynthParams | None = None, seed: SeedLike = None, *,
         "drawn": drawn,
     }
     return SynthPair(image=np.ascontiguousarray(img, np.float32), target=target,
-                     labels=np.ascontiguousarray(labels, np.int32), params=record)
+                     labels=np.ascontiguousarray(labels, np.int32), params=record,
+                     circles=np.c_[centres, radii])
 
 
 # --------------------------------------------------------------------------------------------
