@@ -353,3 +353,32 @@ def test_cli_make_benchmark_then_score_its_ground_truth(tmp_path, capsys):
     res = evaluate(bench, boundaries=tmp_path / "preds", tolerance=0)
     row = res.table.iloc[0]
     assert (row["f1"], row["eq1_accuracy"], row["ari"], row["vi"]) == (1.0, 100.0, 1.0, 0.0)
+
+
+# ---- with a model (the shipped paper weights) ----------------------------------------------
+
+
+@pytest.mark.slow
+def test_evaluate_runs_a_model_and_times_it(tmp_path):
+    from napari_grains import benchdata
+
+    bench = tmp_path / "bench"
+    benchdata.make_benchmark(bench, sets=["paper96"], n_images=1)
+    res = evaluate(bench, model="paper", mode="paper", max_iterations=2)
+    row = res.table.iloc[0]
+    assert row["seconds"] > 0
+    assert 0.0 <= row["precision"] <= 1.0 and 0.0 < row["recall"] <= 1.0
+    assert res.summary["settings"]["model"] == "paper"
+    assert res.summary["settings"]["mode"] == "paper"
+
+
+def test_net2_fixed_point_scores_every_iteration():
+    from napari_grains.evaluate import net2_fixed_point
+
+    gt = grid((96, 160), step=24, offset=12)
+    s = net2_fixed_point("paper", gt, n_iterations=3)
+    assert s.f1.shape == (3,)
+    assert np.all((s.f1 >= 0) & (s.f1 <= 1))
+    assert s.f1[0] > 0.3  # one pass of the paper's Net2 keeps most of a clean map
+    with pytest.raises(GrainsError, match="n_iterations"):
+        net2_fixed_point("paper", gt, n_iterations=0)
