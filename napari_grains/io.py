@@ -238,6 +238,7 @@ def atomic_write(
         writer(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        _chmod_like_open(tmp)
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -268,11 +269,19 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, overwrite: bool = T
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        _chmod_like_open(tmp)
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _chmod_like_open(path: Path) -> None:
+    """Give a mkstemp file (mode 0600) the permissions a plain open() would have."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def list_images(paths) -> list[Path]:

@@ -104,3 +104,15 @@ def test_list_images_expands_folders_and_skips_other_files(tmp_path):
     assert [p.name for p in list_images([tmp_path])] == ["a.tif", "b.png"]
     with pytest.raises(GrainsError):
         list_images([tmp_path / "missing"])
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        p = atomic_write(tmp_path / "shared.csv", lambda tmp: tmp.write_text("x"))
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644  # readable by colleagues, not 0600
