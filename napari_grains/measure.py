@@ -34,7 +34,6 @@ from napari_grains.errors import GrainsError
 from napari_grains.grains import (
     _check_pixel_size,
     border_labels,
-    ascii_unit,
     grain_table,
     label_grains,
 )
@@ -304,14 +303,17 @@ class Measurement:
                             overwrite=overwrite)
 
     def to_label_tiff(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-        """Labels as an int32 TIFF, with the pixel size as ImageJ calibration when known."""
+        """Labels as an int32 TIFF, with the pixel size in the resolution tags when known
+        (pixels per centimetre, which napari-grains, ImageJ/Fiji and most tools read back)."""
         import tifffile
+
+        from napari_grains.grains import unit_to_mm
 
         labels = np.ascontiguousarray(self.labels, dtype=np.int32)
         kwargs: dict = {}
         if self.pixel_size is not None:
-            kwargs = {"resolution": (1.0 / self.pixel_size, 1.0 / self.pixel_size),
-                      "metadata": {"unit": ascii_unit(self.unit)}, "imagej": False}
+            per_cm = 10.0 / (self.pixel_size * unit_to_mm(self.unit))
+            kwargs = {"resolution": (per_cm, per_cm), "resolutionunit": "CENTIMETER"}
 
         def _w(tmp: Path) -> None:
             tifffile.imwrite(tmp, labels, compression="zlib", **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 
 from napari_grains.errors import GrainsError
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             m.save_all(out / stem, stem, overwrite=args.overwrite, histogram=hist)
         except GrainsError as exc:
             failed += 1
-            print(f"skipped {path.name}: {exc}")
+            print(f"skipped {path.name}: {exc}", file=sys.stderr)
             rows.append(summary_row(stem, str(path), None, status="failed", error=str(exc)))
             continue
         print(headline_text(path.name, m.headline()) + f"  -> {out / stem}")
