@@ -714,7 +714,7 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float
     return f / s if s > 0 else f
 
 
-def _add_twins(rng, regions, n_regions, gray, fraction, width_range, min_extent):
+def _add_twins(rng, regions, n_regions, gray, fraction, width_range, min_extent, draw_gray):
     """Split a fraction of the grains into parallel slabs with alternating gray levels.
 
     Returns the new region map (each slab its own id), the extended gray table and, per new id,
@@ -753,7 +753,7 @@ def _add_twins(rng, regions, n_regions, gray, fraction, width_range, min_extent)
         order = np.argsort(cuts[::2])
         edges = np.array([v for k in order for v in (cuts[2 * k], cuts[2 * k + 1])])
         slab = np.searchsorted(edges, s, side="right")  # 0 = below first cut, 1 = inside, ...
-        twin_gray = float(rng.uniform(0.0, 1.0))
+        twin_gray = draw_gray(rng)  # a twin is another orientation: another gray level
         ids = np.empty(edges.size + 1, np.int64)
         ids[0] = gid
         for k in range(1, edges.size + 1):
@@ -843,14 +843,18 @@ def generate_pair(params: SynthParams | None = None, seed: SeedLike = None, *,
 
     # 5. gray levels (drawn now so the twin step can extend them) -------------------------
     g_lo, g_hi = p.gray_range
-    levels = streams["gray"].integers(0, 256, n_grains + 1) / 255.0  # paper: 0..255 per grain
-    gray = g_lo + (g_hi - g_lo) * levels
+    squeeze = (1.0, 0.5)  # gray -> centre + c * (gray - 0.5): identity unless low contrast
     if decide["low_contrast"] < R.low_contrast:
         rng = streams["low_contrast"]
         c = _draw(rng, R.contrast)
-        centre = rng.uniform(c / 2, 1 - c / 2)
-        gray = centre + c * (gray - 0.5)
-        drawn["low_contrast"] = {"contrast": round(c, 4), "centre": round(float(centre), 4)}
+        squeeze = (c, float(rng.uniform(c / 2, 1 - c / 2)))
+        drawn["low_contrast"] = {"contrast": round(c, 4), "centre": round(squeeze[1], 4)}
+
+    def draw_gray(g: np.random.Generator, n: int | None = None):
+        level = g.integers(0, 256, n) / 255.0  # the paper: a random 8-bit level per grain
+        return squeeze[1] + squeeze[0] * (g_lo + (g_hi - g_lo) * level - 0.5)
+
+    gray = draw_gray(streams["gray"], n_grains + 1)
 
     # twins (optional) ------------------------------------------------------------------
     regions, region_gray = grains, gray
@@ -859,7 +863,8 @@ def generate_pair(params: SynthParams | None = None, seed: SeedLike = None, *,
         frac = _draw(rng, R.twin_fraction)
         min_extent = max(4, 3 * int(p.boundary_thickness))
         regions, region_gray, _, n_tw = _add_twins(rng, grains, n_grains, gray, frac,
-                                                   R.twin_width, min_extent)
+                                                   R.twin_width, min_extent,
+                                                   lambda g: float(draw_gray(g)))
         drawn["twins"] = {"fraction": round(frac, 4), "n_twinned": n_tw,
                           "in_target": bool(R.twins_in_target)}
     labels = regions if (R.twins_in_target and regions is not grains) else grains
