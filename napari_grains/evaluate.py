@@ -1006,8 +1006,10 @@ def iter_evaluate(
         rows.append({"set": pair.set, "name": pair.name, **score.as_row()})
         yield EvaluationEvent(i, len(pairs), pair, score)
     table = pd.DataFrame(rows, columns=["set", "name", *METRIC_COLUMNS])
+    bench = _benchmark_info(Path(data), {p.set for p in pairs}, limited=limit is not None)
     summary = summarize(
         table,
+        **bench,
         model=model_name,
         boundaries=str(boundaries) if boundaries is not None else None,
         data=str(data),
@@ -1017,6 +1019,20 @@ def iter_evaluate(
            for k, v in overrides.items()},
     )
     return EvaluationResult(table, summary)
+
+
+def _benchmark_info(root: Path, sets: set[str], *, limited: bool) -> dict:
+    """Version and completeness of a benchmark folder (empty for other data)."""
+    path = root / "benchmark.json"
+    if not path.is_file():
+        return {}
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    defined = info.get("sets", {})
+    official = (not limited and all(defined.get(s, {}).get("official", False) for s in sets))
+    return {"benchmark_version": info.get("version"), "benchmark_official": bool(official)}
 
 
 def evaluate(data: str | Path, **kwargs) -> EvaluationResult:

@@ -353,6 +353,8 @@ def test_cli_make_benchmark_then_score_its_ground_truth(tmp_path, capsys):
     res = evaluate(bench, boundaries=tmp_path / "preds", tolerance=0)
     row = res.table.iloc[0]
     assert (row["f1"], row["eq1_accuracy"], row["ari"], row["vi"]) == (1.0, 100.0, 1.0, 0.0)
+    assert res.summary["settings"]["benchmark_version"] == "1"
+    assert res.summary["settings"]["benchmark_official"] is False  # made with --n 1
 
 
 # ---- with a model (the shipped paper weights) ----------------------------------------------
