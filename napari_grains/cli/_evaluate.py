@@ -50,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ignore grains smaller than this many pixels (default: 4)")
     parser.add_argument("--mode", choices=["native", "paper"],
                         help="extraction mode passed to the pipeline (default: its own)")
-    parser.add_argument("--scale", type=float,
-                        help="image scale passed to the pipeline (default: its own)")
+    parser.add_argument("--scale", type=_scale, metavar="auto|FACTOR",
+                        help="native-mode image scale passed to the pipeline: a factor or "
+                             "'auto' (default: the pipeline's)")
     parser.add_argument("--sets", metavar="NAME[,NAME]",
                         help="only these sets (of a benchmark folder, or to make)")
     parser.add_argument("--limit", type=int, metavar="N",
@@ -62,6 +63,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="with --make-benchmark: replace existing sets")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _scale(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {value!r}") from None
 
 
 def _split(value: str | None) -> list[str] | None:
