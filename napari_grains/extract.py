@@ -819,6 +819,17 @@ def _resolve_model(model: GrainModel | str | None) -> GrainModel:
     return model
 
 
+class _Clock:
+    """Wall and process-CPU stopwatch for the stage timings."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self, timings: dict, name: str) -> None:
+        timings[name] = (time.perf_counter() - self.wall) * 1e3
+        timings[f"{name}_cpu"] = (time.process_time() - self.cpu) * 1e3
+
+
 def iter_extract(
     image: np.ndarray | Micrograph,
     model: GrainModel | str | None = None,
@@ -858,19 +869,18 @@ def iter_extract(
     tol = float(p.tolerance)
     cap = max(1, int(p.max_iterations))
 
-    t0 = time.perf_counter()
     gray = _as_gray(image)
     if p.mode == "native":
         if p.scale == "auto":
-            t_s = time.perf_counter()
+            clock = _Clock()
             p.scale = estimate_scale(gray, model, p)
-            timings["scale"] = (time.perf_counter() - t_s) * 1e3
+            clock.stop(timings, "scale")
         scale = float(p.scale)
     else:
         scale = 1.0
-    t0 = time.perf_counter()
+    clock = _Clock()
     pre = preprocess(gray, p, scale=scale)
-    timings["preprocess"] = (time.perf_counter() - t0) * 1e3
+    clock.stop(timings, "preprocess")
     oshape = pre.original_shape
     yield ExtractEvent(
         "preprocess", _to_original(pre.image, oshape).astype(np.float32) / 255, tolerance=tol,
@@ -878,20 +888,20 @@ def iter_extract(
         message=f"preprocessed to {pre.shape[0]}×{pre.shape[1]} (scale {pre.scale[0]:.3g})",
     )
 
-    t0 = time.perf_counter()
+    clock = _Clock()
     edges = compute_edges(pre, p)
-    timings["edges"] = (time.perf_counter() - t0) * 1e3
+    clock.stop(timings, "edges")
     yield ExtractEvent("edges", _to_original(edges.rgb, oshape, nearest=True), tolerance=tol,
                        progress=0.1, message="edge stack (Sobel, LoG, Canny)")
 
-    t0 = time.perf_counter()
+    clock = _Clock()
     initial = run_net1(edges, model, p)
-    timings["net1"] = (time.perf_counter() - t0) * 1e3
+    clock.stop(timings, "net1")
     initial_o = _to_original(initial, oshape)
     yield ExtractEvent("initial", initial_o, tolerance=tol, progress=0.3,
                        message="Net1 initial guess")
 
-    t0 = time.perf_counter()
+    clock = _Clock()
     frames: list[np.ndarray] = []
     changes: list[float] = []
     converged = False
@@ -906,11 +916,11 @@ def iter_extract(
             progress=0.3 + 0.65 * min(1.0, k / cap),
             message=f"Net2 iteration {k}: change {change:.5f} (tolerance {tol})",
         )
-    timings["net2"] = (time.perf_counter() - t0) * 1e3
+    clock.stop(timings, "net2")
 
-    t0 = time.perf_counter()
+    clock = _Clock()
     boundaries = finalize(last, pre, p)
-    timings["finalize"] = (time.perf_counter() - t0) * 1e3
+    clock.stop(timings, "finalize")
     yield ExtractEvent("boundaries", boundaries, tolerance=tol, progress=1.0,
                        message=f"boundaries ({len(changes)} Net2 iterations, "
                        f"{'converged' if converged else 'stopped at the cap'})")
