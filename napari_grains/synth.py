@@ -117,7 +117,7 @@ class Realism:
     illumination: float = 0.0
     illumination_strength: Range = (0.1, 0.35)
     low_contrast: float = 0.0
-    contrast: Range = (0.1, 0.4)
+    contrast: Range = (0.15, 0.5)
     texture: float = 0.0
     texture_amplitude: Range = (0.02, 0.08)
     texture_scale: Range = (1.0, 4.0)
