@@ -207,7 +207,7 @@ def _reader_for(module_name: str, fmt: str):
 
 
 class _NoNumbaNotice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:  # noqa: D102 - logging API
+    def filter(self, record: logging.LogRecord) -> bool:
         return "numba" not in record.getMessage()
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _microscope_files import write_mrc
 
 from napari_grains import formats, io
 from napari_grains.errors import GrainsError
 
-from _microscope_files import write_mrc
 
 @pytest.fixture
 def image16() -> np.ndarray:

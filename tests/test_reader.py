@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
+from _microscope_files import write_mrc
 
 from napari_grains import _reader, _sample_data
 from napari_grains.io import to_gray_float
-
-from _microscope_files import write_mrc
 
 
 def _notifications(monkeypatch) -> list[str]:

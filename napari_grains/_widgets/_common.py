@@ -1,0 +1,146 @@
+"""Small pieces the docks share: layer lookup, derived-layer geometry, errors, a plot canvas."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import QComboBox, QSizePolicy
+
+from napari_grains.errors import GrainsError
+
+
+def image_layer_names(viewer) -> list[str]:
+    """Names of the viewer's 2-D image layers (gray, or RGB), top layer last."""
+    from napari.layers import Image
+
+    out = []
+    for layer in viewer.layers:
+        if isinstance(layer, Image) and (layer.ndim == 2 or (layer.rgb and layer.ndim == 2)):
+            out.append(layer.name)
+    return out
+
+
+def refill_combo(combo: QComboBox, names: list[str], keep: str | None = None) -> None:
+    """Replace a combo box's items, keeping ``keep`` (or the current text) selected if present."""
+    keep = keep if keep is not None else combo.currentText()
+    combo.blockSignals(True)
+    combo.clear()
+    combo.addItems(names)
+    if keep in names:
+        combo.setCurrentText(keep)
+    combo.blockSignals(False)
+
+
+def layer_image(layer) -> np.ndarray:
+    """The full-resolution 2-D array of an image layer (level 0 of a multiscale one).
+
+    Raises
+    ------
+    GrainsError
+        When the layer is not one 2-D (gray or RGB) image.
+    """
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    arr = np.asarray(data)
+    if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (3, 4))):
+        raise GrainsError(
+            f"layer '{layer.name}' has shape {arr.shape}; pick a single 2-D image layer "
+            "(for a stack, copy one plane to its own layer first)."
+        )
+    return arr
+
+
+def fingerprint(arr: np.ndarray) -> str:
+    """A cheap content fingerprint (shape, dtype and a ≤256×256 subsample)."""
+    step = max(1, max(arr.shape[:2]) // 256)
+    sample = np.ascontiguousarray(arr[::step, ::step])
+    h = hashlib.blake2b(sample.tobytes(), digest_size=12)
+    h.update(repr((arr.shape, str(arr.dtype))).encode())
+    return h.hexdigest()
+
+
+def geometry_of(layer, leading: int = 0) -> dict[str, Any]:
+    """``scale``, ``translate`` and ``units`` that put a derived layer on top of ``layer``.
+
+    Parameters
+    ----------
+    layer : napari layer (2-D)
+    leading : int
+        Number of extra leading axes the derived layer has (1 for an iteration stack).
+    """
+    scale = tuple(float(s) for s in layer.scale[-2:])
+    translate = tuple(float(t) for t in layer.translate[-2:])
+    units = tuple(str(u) for u in layer.units[-2:])
+    return {
+        "scale": (1.0,) * leading + scale,
+        "translate": (0.0,) * leading + translate,
+        "units": ("pixel",) * leading + units,
+    }
+
+
+def calibration_of(layer) -> dict[str, Any]:
+    """The ``pixel_size`` / ``unit`` / ``path`` metadata a derived layer carries on."""
+    meta = getattr(layer, "metadata", {}) or {}
+    return {k: meta.get(k) for k in ("pixel_size", "unit", "path")}
+
+
+def notify_error(exc: BaseException, doing: str) -> None:
+    """Show a worker's error as a napari notification (never a console traceback).
+
+    A :class:`GrainsError` is the user's to fix, so its message is shown as it is; anything
+    else is a bug, shown with its type so it can be reported.
+    """
+    if isinstance(exc, GrainsError):
+        show_error(f"{doing}: {exc}")
+    else:
+        show_error(f"{doing} failed unexpectedly ({type(exc).__name__}: {exc}). "
+                   "Please report this with the image and settings used.")
+
+
+class ConvergencePlot:
+    """A small matplotlib canvas: Net2's change per iteration against the tolerance.
+
+    Attributes
+    ----------
+    canvas : FigureCanvasQTAgg
+        The Qt widget to put in a layout.
+    """
+
+    def __init__(self) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(3.2, 1.9), dpi=90, layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.canvas.setFixedHeight(170)
+        self.ax = self.figure.add_subplot()
+        self.changes: list[float] = []
+        self.tolerance: float | None = None
+        self.redraw()
+
+    def set(self, changes: list[float] | np.ndarray, tolerance: float | None) -> None:
+        """Show these changes (one per iteration) and the tolerance line."""
+        self.changes = [float(c) for c in changes]
+        self.tolerance = tolerance
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Draw the curve again (cheap: a few dozen points)."""
+        ax = self.ax
+        ax.clear()
+        ax.set_xlabel("Net2 iteration", fontsize=8)
+        ax.set_ylabel("mean |change|", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if self.changes:
+            k = np.arange(1, len(self.changes) + 1)
+            positive = np.maximum(self.changes, 1e-9)
+            ax.semilogy(k, positive, "o-", ms=3, lw=1.2, color="tab:blue", label="change")
+            ax.set_xlim(0.5, max(len(self.changes), 2) + 0.5)
+        if self.tolerance:
+            ax.axhline(self.tolerance, ls="--", lw=1, color="tab:red", label="tolerance")
+        if self.changes or self.tolerance:
+            ax.legend(fontsize=7, loc="upper right")
+        self.canvas.draw_idle()

@@ -1,0 +1,150 @@
+"""Extraction dock on the small synthetic sample (96×496), under Xvfb.
+
+The nets run for real (the paper model), with few Net2 iterations so each test stays short.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_grains import extract as core
+from napari_grains._sample_data import synthetic_sample
+from napari_grains._widgets.extraction import ExtractionWidget
+from napari_grains.nets import load_model
+
+TIMEOUT = 60_000
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    for data, kwargs, kind in synthetic_sample()[:1]:
+        viewer._add_layer_from_data(data, kwargs, kind)
+    widget = ExtractionWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.live.setChecked(False)
+    widget.mode.setCurrentText("native")
+    widget.scale.setValue(1.0)
+    widget.max_iter.setValue(3)
+    widget.tolerance.setValue(0.0)  # never converges: exactly max_iter iterations
+    return viewer, widget
+
+
+def _wait_idle(qtbot, widget):
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=TIMEOUT)
+
+
+def _notifications(monkeypatch) -> list[str]:
+    from napari.utils.notifications import notification_manager
+
+    seen: list[str] = []
+    monkeypatch.setattr(notification_manager, "dispatch", lambda n: seen.append(str(n.message)))
+    return seen
+
+
+def test_run_all_creates_layers_matching_the_core(dock, qtbot):
+    viewer, widget = dock
+    assert widget.image_combo.currentText() == "synthetic TEM"
+    widget.all_btn.click()
+    _wait_idle(qtbot, widget)
+    name = "synthetic TEM"
+    edges = viewer.layers[f"{name} edges"]
+    initial = viewer.layers[f"{name} initial guess"]
+    iters = viewer.layers[f"{name} iterations"]
+    bounds = viewer.layers[f"{name} boundaries"]
+    assert edges.rgb and edges.data.shape == (96, 496, 3)
+    assert initial.data.shape == (96, 496)
+    assert iters.data.shape == (3, 96, 496)
+    assert bounds.data.shape == (96, 496) and bounds.data.dtype == np.uint8
+    assert set(np.unique(bounds.data)) <= {0, 1}
+    # the dock computes what the core's one-shot extract() computes with the same settings
+    params = widget.params()
+    reference = core.extract(viewer.layers[name].data, load_model("paper"), params)
+    np.testing.assert_array_equal(bounds.data.astype(bool), reference.boundaries)
+    np.testing.assert_array_equal(iters.data, reference.iterations)
+    np.testing.assert_allclose(widget.session.result.changes, reference.changes)
+    assert viewer.dims.current_step[0] == 2  # the slider follows the newest iteration
+    assert len(widget.plot.changes) == 3
+    assert bounds.metadata["napari_grains"]["iteration"] == 3
+
+
+def test_slider_picks_the_iteration_to_use(dock, qtbot):
+    viewer, widget = dock
+    widget.net1_btn.click()
+    _wait_idle(qtbot, widget)
+    assert "synthetic TEM initial guess" in viewer.layers
+    assert "synthetic TEM iterations" not in viewer.layers
+    widget.net2_btn.click()
+    _wait_idle(qtbot, widget)
+    iters = viewer.layers["synthetic TEM iterations"]
+    assert iters.data.shape[0] == 3
+    viewer.dims.set_current_step(0, 0)
+    assert widget.current_iteration() == 0
+    # the layer shows the first iteration now
+    np.testing.assert_array_equal(np.asarray(iters._slice.image.raw), iters.data[0])
+    widget.use_btn.click()
+    qtbot.waitUntil(lambda: "synthetic TEM boundaries" in viewer.layers, timeout=TIMEOUT)
+    bounds = viewer.layers["synthetic TEM boundaries"]
+    assert bounds.metadata["napari_grains"]["iteration"] == 1
+    s = widget.session
+    expected = core.finalize(s.work[0].astype(np.float32) / 255, s.pre, s.params)
+    np.testing.assert_array_equal(bounds.data.astype(bool), expected)
+
+
+def test_changed_threshold_reuses_the_nets(dock, qtbot, monkeypatch):
+    viewer, widget = dock
+    widget.all_btn.click()
+    _wait_idle(qtbot, widget)
+    first = viewer.layers["synthetic TEM boundaries"].data.copy()
+    calls = []
+    monkeypatch.setattr(core, "run_net1", lambda *a, **k: calls.append("net1"))
+    monkeypatch.setattr(core, "iter_net2", lambda *a, **k: calls.append("net2") or iter(()))
+    widget.threshold.setValue(0.6)
+    widget.all_btn.click()
+    _wait_idle(qtbot, widget)
+    assert calls == []
+    second = viewer.layers["synthetic TEM boundaries"].data
+    assert second.sum() < first.sum()  # a higher threshold keeps fewer boundary pixels
+    np.testing.assert_array_equal(second.astype(bool),
+                                  widget.session.result.boundaries_at(0.6))
+
+
+def test_cancel_stops_the_worker(dock, qtbot):
+    viewer, widget = dock
+    widget.max_iter.setValue(200)
+    widget.net2_btn.click()
+    qtbot.waitUntil(lambda: "synthetic TEM iterations" in viewer.layers, timeout=TIMEOUT)
+    with qtbot.waitSignal(widget.worker.finished, timeout=TIMEOUT):
+        widget.cancel_btn.click()
+    _wait_idle(qtbot, widget)
+    n = viewer.layers["synthetic TEM iterations"].data.shape[0]
+    assert 1 <= n < 200
+    assert not widget.session.complete
+    assert widget.all_btn.isEnabled() and not widget.cancel_btn.isEnabled()
+
+
+def test_edge_preview_is_debounced_and_shown(dock, qtbot):
+    viewer, widget = dock
+    widget.live.setChecked(True)
+    for sigma in (1.5, 2.5, 3.0):  # three quick changes: one preview
+        widget.log_sigma.setValue(sigma)
+    qtbot.waitUntil(lambda: "synthetic TEM edges" in viewer.layers, timeout=TIMEOUT)
+    assert widget._preview_id == 1
+    layer = viewer.layers["synthetic TEM edges"]
+    assert layer.rgb and set(np.unique(layer.data)) <= {0, 255}
+    assert "sobel" in widget.thresholds_label.text()
+
+
+def test_errors_become_notifications(dock, qtbot, monkeypatch):
+    viewer, widget = dock
+    seen = _notifications(monkeypatch)
+    widget.add_model_folder("/nonexistent/model")
+    widget.net1_btn.click()
+    _wait_idle(qtbot, widget)
+    assert any("model folder" in m and "does not exist" in m for m in seen)
+    viewer.layers.clear()
+    seen.clear()
+    widget.all_btn.click()
+    assert widget.worker is None
+    assert any("open an image first" in m for m in seen)
