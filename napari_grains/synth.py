@@ -981,10 +981,12 @@ def generate_pair(params: SynthParams | None = None, seed: SeedLike = None, *,
         "generator": "napari_grains.synth",
         "version": GENERATOR_VERSION,
         "seed": int(ss.entropy),
-        "index": None if index is None else int(index),
+        "index": int(ss.spawn_key[0]) if len(ss.spawn_key) == 1 else None,
         "config": p.to_dict(),
         "drawn": drawn,
     }
+    if len(ss.spawn_key) > 1:  # a SeedSequence from elsewhere: keep all it takes to redo it
+        record["spawn_key"] = [int(k) for k in ss.spawn_key]
     return SynthPair(image=np.ascontiguousarray(img, np.float32), target=target,
                      labels=np.ascontiguousarray(labels, np.int32), params=record,
                      circles=np.c_[centres, radii])
@@ -1020,13 +1022,27 @@ def _gen_one(args: tuple[dict, int, int]) -> SynthPair:
     return generate_pair(SynthParams.from_dict(cfg), seed, index=index)
 
 
+def _init_worker() -> None:
+    """One thread per worker process: the pool already uses every core."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def _ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int) -> Iterator:
+    import multiprocessing as mp
+
     items = list(items)
     if workers <= 1 or len(items) <= 1:
         for it in items:
             yield fn(it)
         return
-    with ProcessPoolExecutor(max_workers=min(workers, len(items))) as ex:
+    # forkserver (spawn where missing): never fork a parent that may hold torch / OpenCV thread
+    # pools, which can deadlock the children.
+    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=min(workers, len(items)),
+                             mp_context=mp.get_context(method),
+                             initializer=_init_worker) as ex:
         yield from ex.map(fn, items, chunksize=chunksize)
 
 
