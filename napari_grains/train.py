@@ -925,7 +925,7 @@ def _net1_outputs(run: _Run, idx: np.ndarray, bs: int = 8) -> torch.Tensor:
     outs = []
     for s in range(0, len(idx), bs):
         e = _edges_in(run.data.edges[idx[s:s + bs]], run.device)
-        outs.append(run.model.initial_guess(e, grad=True).float().cpu())
+        outs.append(run.model.initial_guess(e).float().cpu())
     return torch.cat(outs)
 
 
@@ -950,7 +950,7 @@ def _iterate_f1(run: _Run, x: torch.Tensor, t: torch.Tensor, its: tuple[int, ...
     for s in range(0, len(x), bs):
         cur = x[s:s + bs].to(run.device, torch.float32)
         for k in range(1, want[-1] + 1):
-            cur = run.model.refine(cur, grad=True)
+            cur = run.model.refine(cur)
             if k in preds:
                 preds[k].append((cur > cfg.threshold).cpu())
     return {k: tolerant_prf(torch.cat(v), t > 0.5, cfg.tolerance)[2] for k, v in preds.items()}

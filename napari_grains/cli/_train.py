@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
                 bar.refresh()
             elif isinstance(ev, tr.Validation):
                 shown = {k: round(v, 4) for k, v in ev.metrics.items()}
-                tqdm.write(f"{ev.stage} epoch {ev.epoch + 1}: validation error {ev.error:.4f}"
+                when = "start weights" if ev.epoch < 0 else f"epoch {ev.epoch + 1}"
+                tqdm.write(f"{ev.stage} {when}: validation error {ev.error:.4f}"
                            f"{'  (best)' if ev.best else ''}  {shown}")
             elif isinstance(ev, tr.Done):
                 if bar is not None:
