@@ -130,3 +130,17 @@ def test_synthetic_sample_is_reproducible():
     np.testing.assert_array_equal(a[1][0], b[1][0])
     c = _sample_data.synthetic_sample(seed=1)
     assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_manifest_commands_are_unique_and_importable():
+    import importlib
+
+    manifest = yaml.safe_load((resources.files("napari_grains") / "napari.yaml").read_text())
+    commands = manifest["contributions"]["commands"]
+    ids = [c["id"] for c in commands]
+    assert len(ids) == len(set(ids))
+    widgets = [w["command"] for w in manifest["contributions"]["widgets"]]
+    assert len(widgets) == len(set(widgets)) and set(widgets) <= set(ids)
+    for c in commands:
+        module, attr = c["python_name"].split(":")
+        assert callable(getattr(importlib.import_module(module), attr))

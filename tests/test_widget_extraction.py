@@ -148,3 +148,22 @@ def test_errors_become_notifications(dock, qtbot, monkeypatch):
     widget.all_btn.click()
     assert widget.worker is None
     assert any("open an image first" in m for m in seen)
+
+
+def test_gui_command_opens_the_dock_with_the_image(make_napari_viewer, tmp_path):
+    import tifffile
+
+    from napari_grains.cli import _gui, main
+
+    path = tmp_path / "cal.tif"
+    tifffile.imwrite(path, np.zeros((40, 50), np.uint16), imagej=True,
+                     resolution=(1 / 0.25, 1 / 0.25), metadata={"unit": "um"})
+    viewer, widget = _gui.build_viewer(path, model="paper", viewer=make_napari_viewer())
+    assert "Grain boundary extraction" in viewer.window.dock_widgets
+    layer = viewer.layers["cal"]
+    np.testing.assert_allclose(layer.scale, (0.25, 0.25))
+    assert widget.image_combo.currentText() == "cal"
+    assert widget.model_key() == "paper"
+    bad = tmp_path / "bad.dm3"
+    bad.write_bytes(b"nope" * 50)
+    assert main(["gui", str(bad)]) == 2  # clear message, no window
