@@ -1022,6 +1022,10 @@ def _gen_one(args: tuple[dict, int, int]) -> SynthPair:
     return generate_pair(SynthParams.from_dict(cfg), seed, index=index)
 
 
+#: Fewer jobs than this run in the calling process (a pool takes seconds to start).
+_MIN_POOL_JOBS = 16
+
+
 def _init_worker() -> None:
     """One thread per worker process: the pool already uses every core."""
     import cv2
@@ -1033,7 +1037,7 @@ def _ordered_map(fn: Callable, items: Iterable, workers: int, chunksize: int) ->
     import multiprocessing as mp
 
     items = list(items)
-    if workers <= 1 or len(items) <= 1:
+    if workers <= 1 or len(items) < _MIN_POOL_JOBS:  # starting processes would cost more
         for it in items:
             yield fn(it)
         return

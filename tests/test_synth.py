@@ -12,6 +12,7 @@ import pytest
 from scipy import ndimage
 from scipy.spatial import ConvexHull
 
+from napari_grains import synth
 from napari_grains.errors import GrainsError
 from napari_grains.synth import (
     Realism,
@@ -334,10 +335,11 @@ def test_same_seed_same_pair_and_manifest_params_regenerate_it():
 
 
 def test_iter_pairs_is_independent_of_the_worker_count():
-    p = clean(height=48, width=64, mean_diameter=(12, 20))
-    one = list(iter_pairs(5, p, 7, workers=1))
-    two = list(iter_pairs(5, p, 7, workers=2))
-    assert [q.params["index"] for q in two] == list(range(5))
+    p = clean(height=32, width=48, mean_diameter=(10, 16))
+    n = synth._MIN_POOL_JOBS  # enough jobs for a real process pool
+    one = list(iter_pairs(n, p, 7, workers=1))
+    two = list(iter_pairs(n, p, 7, workers=2))
+    assert [q.params["index"] for q in two] == list(range(n))
     for a, b in zip(one, two):
         assert np.array_equal(a.image, b.image) and np.array_equal(a.labels, b.labels)
     assert np.array_equal(one[2].image, generate_pair(p, 7, index=2).image)
