@@ -55,6 +55,7 @@ import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -62,21 +63,27 @@ from scipy import sparse
 
 from napari_grains.errors import GrainsError
 
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
 __all__ = [
     "BoundaryScore",
     "EvaluationEvent",
     "EvaluationResult",
     "ImageScore",
     "IterationScores",
+    "Pair",
     "adjusted_rand_index",
     "boundary_prf",
     "contingency_table",
     "eq1_accuracy",
     "evaluate",
     "find_pairs",
+    "format_summary",
     "grain_labels",
     "iter_evaluate",
     "net2_fixed_point",
+    "read_boundary_map",
     "score_boundaries",
     "score_iterations",
     "summarize",
@@ -805,7 +812,7 @@ class EvaluationResult:
         Means per set and overall (see :func:`summarize`), plus the settings used.
     """
 
-    table: object
+    table: pd.DataFrame
     summary: dict = field(default_factory=dict)
 
     def to_csv(self, path: str | Path) -> Path:
@@ -857,7 +864,7 @@ def _means(df) -> dict:
     return out
 
 
-def summarize(table, **settings) -> dict:
+def summarize(table: pd.DataFrame, **settings) -> dict:
     """Means of every metric per set and over all images.
 
     Parameters
