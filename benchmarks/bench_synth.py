@@ -58,11 +58,19 @@ def speed(args: argparse.Namespace) -> None:
         print(f"{label:44s} one process: {wall:7.2f} pairs/s wall, "
               f"{cpu:7.2f} pairs per CPU-second ({n} pairs)")
     if args.count:
+        n1 = min(300, args.count)
+        with tempfile.TemporaryDirectory() as tmp:
+            c0 = time.process_time()
+            save_pairs(Path(tmp) / "one", n1, SynthParams(), seed=0, workers=1)
+            per_core = n1 / (time.process_time() - c0)
+        print(f"\nwriting pairs in one process (generate + PNG/TIFF + manifest): {per_core:.1f} "
+              f"pairs per CPU-second -> on an idle machine, {args.count} pairs on {cores} cores "
+              f"would take about {args.count / (per_core * cores):.0f} s (estimate)")
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             save_pairs(Path(tmp) / "set", args.count, SynthParams(), seed=0, workers=0)
             dt = time.perf_counter() - t0
-        print(f"\n{args.count} pairs at 96x496 written as PNG/TIFF + manifest on all {cores} "
+        print(f"{args.count} pairs at 96x496 written as PNG/TIFF + manifest on all {cores} "
               f"cores (the 'napari-grains synth' path): {dt:.1f} s = {args.count / dt:.1f} pairs/s"
               f"  [goal: 3000 pairs in < 60 s]")
 
