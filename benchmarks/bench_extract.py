@@ -4,6 +4,7 @@ Run from the repository root::
 
     .venv/bin/python benchmarks/bench_extract.py              # speed + peak memory
     .venv/bin/python benchmarks/bench_extract.py --accuracy   # modes and scales vs ground truth
+    .venv/bin/python benchmarks/bench_extract.py --sweep      # F1 at fixed scales
     .venv/bin/python benchmarks/bench_extract.py --calibrate  # the auto-scale target
 
 Speed: milliseconds per stage and end to end at 96×496 (the paper's size) and 2048×2048
@@ -155,6 +156,40 @@ def accuracy(args: argparse.Namespace) -> None:
               + f" {np.mean(scales[name]):10.2f}")
 
 
+def sweep(args: argparse.Namespace) -> None:
+    """F1 at fixed scales, to see where the best scale lies for each grain size."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from dataclasses import replace
+
+    from napari_grains.evaluate import boundary_prf
+    from napari_grains.extract import ExtractParams, extract, mean_intercept
+    from napari_grains.nets import load_model
+    from napari_grains.synth import SynthParams, generate_pair
+
+    model = load_model(args.model)
+    scales = (0.5, 0.71, 1.0, 1.41, 2.0, 2.83)
+    p = ExtractParams(mode="native", max_iterations=args.max_iterations)
+    print(f"tolerance-F1 (2 px) of native mode at fixed scales; Net2 capped at "
+          f"{args.max_iterations}; {args.seeds} seed(s); model {args.model!r}")
+    print(f"{'images':>16} {'true icpt':>9} " + " ".join(f"{'x' + str(s):>6}" for s in scales)
+          + f" {'best':>6} {'50/icpt':>7}")
+    for side, d in ((256, 20.0), (256, 40.0), (384, 80.0)):
+        f1 = np.zeros(len(scales))
+        icpt = []
+        for seed in range(args.seeds):
+            pair = generate_pair(SynthParams(height=side, width=side, mean_diameter=(d, d)),
+                                 seed=200 + seed)
+            icpt.append(mean_intercept(pair.target))
+            for i, s in enumerate(scales):
+                res = extract(pair.image, model, replace(p, scale=s))
+                f1[i] += boundary_prf(res.boundaries, pair.target, 2.0).f1 / args.seeds
+        best = scales[int(np.argmax(f1))]
+        print(f"{f'{side}x{side} d={d:.0f}px':>16} {np.mean(icpt):9.1f} "
+              + " ".join(f"{v:6.3f}" for v in f1) + f" {best:6.2f} {50 / np.mean(icpt):7.2f}")
+
+
 def calibrate(args: argparse.Namespace) -> None:
     import torch
 
@@ -187,6 +222,7 @@ def main() -> None:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--accuracy", action="store_true")
     ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--one", metavar="SIZE", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
@@ -198,6 +234,8 @@ def main() -> None:
         print(json.dumps(_one(args.one, args.threads, args.repeats, args.model)))
     elif args.accuracy:
         accuracy(args)
+    elif args.sweep:
+        sweep(args)
     elif args.calibrate:
         calibrate(args)
     else:

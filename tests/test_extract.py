@@ -322,3 +322,14 @@ def test_cli_writes_the_promised_files_and_refuses_to_overwrite(tmp_path, capsys
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "sample_boundaries.png").stat().st_mtime_ns == before
     assert main(good_only + ["--overwrite"]) == 0
+
+
+def test_auto_scale_follows_the_grain_size(paper_model):
+    from napari_grains.extract import estimate_scale
+    from napari_grains.synth import SynthParams, generate_pair
+
+    pair = generate_pair(SynthParams(height=256, width=256, mean_diameter=(40.0, 40.0)), seed=200)
+    s1 = estimate_scale(pair.image, paper_model)
+    s2 = estimate_scale(imresize(pair.image, (512, 512)), paper_model)  # grains twice as big
+    assert 1.0 < s1 <= 4.0  # 40 px grains are smaller than the training grains: enlarge
+    assert s2 / s1 == pytest.approx(0.5, rel=0.2)
