@@ -52,7 +52,7 @@ def _image(size: str) -> np.ndarray:
     return np.ascontiguousarray(big[:rows, :cols])
 
 
-def _one(size: str, threads: int, repeats: int, model_name: str) -> dict:
+def _one(size: str, threads: int, repeats: int, model_name: str, convergence: str) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -61,8 +61,8 @@ def _one(size: str, threads: int, repeats: int, model_name: str) -> dict:
 
     model = load_model(model_name)
     img = _image(size)
-    params = (ExtractParams(mode="paper") if size == "96x496"
-              else ExtractParams(mode="native", scale=1.0))
+    params = (ExtractParams(mode="paper", convergence=convergence) if size == "96x496"
+              else ExtractParams(mode="native", scale=1.0, convergence=convergence))
     extract(img[:96, :496], model, ExtractParams(mode="paper", max_iterations=2))  # warm-up
     runs = []
     for _ in range(repeats):
@@ -86,13 +86,15 @@ def _one(size: str, threads: int, repeats: int, model_name: str) -> dict:
 
 def speed(args: argparse.Namespace) -> None:
     print(f"extract speed, {args.threads} torch thread(s), model {args.model!r}, "
+          f"convergence rule {args.convergence!r}, "
           f"{os.cpu_count()} CPUs visible, load average now {os.getloadavg()[0]:.1f}")
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")  # idle threads sleep, not spin
     results = []
     for size, repeats in (("96x496", args.repeats), ("2048x2048", 1)):
         out = subprocess.run(
             [sys.executable, __file__, "--one", size, "--threads", str(args.threads),
-             "--repeats", str(repeats), "--model", args.model],
+             "--repeats", str(repeats), "--model", args.model,
+             "--convergence", args.convergence],
             capture_output=True, text=True, check=True, env=env,
         )
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -229,9 +231,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--max-iterations", type=int, default=50)
     ap.add_argument("--model", default="paper")
+    ap.add_argument("--convergence", choices=("paper", "script"), default="paper")
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(_one(args.one, args.threads, args.repeats, args.model)))
+        print(json.dumps(_one(args.one, args.threads, args.repeats, args.model,
+                              args.convergence)))
     elif args.accuracy:
         accuracy(args)
     elif args.sweep:

@@ -198,7 +198,7 @@ def log_kernel(sigma: float = 2.0, size: int | None = None) -> np.ndarray:
     if not sigma > 0:
         raise GrainsError(f"LoG sigma must be > 0 (got {sigma}).")
     if size is None:
-        size = int(math.ceil(sigma * 3)) * 2 + 1
+        size = math.ceil(sigma * 3) * 2 + 1
     half = (size - 1) / 2.0
     x, y = np.meshgrid(np.arange(-half, half + 1), np.arange(-half, half + 1))
     s2 = sigma * sigma
@@ -273,7 +273,7 @@ def log_edges(
 
 def _dog_kernels(sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """MATLAB's 1-D Gaussian and derivative-of-Gaussian kernels (edge.m smoothGradient)."""
-    extent = int(math.ceil(4 * sigma))
+    extent = math.ceil(4 * sigma)
     x = np.arange(0, extent + 1, dtype=np.float64)
     g = np.exp(-(x**2) / (2 * sigma * sigma)) / (math.sqrt(2 * math.pi) * sigma)
     g /= 2 * g[1:].sum() + g[0]

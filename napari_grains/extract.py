@@ -339,7 +339,7 @@ def _resize_matrix(n_in: int, n_out: int) -> Any:
     width = 4.0 / scale if scale < 1 else 4.0
     u = np.arange(1, n_out + 1, dtype=np.float64) / scale + 0.5 * (1 - 1 / scale)
     left = np.floor(u - width / 2)
-    p = int(math.ceil(width)) + 2
+    p = math.ceil(width) + 2
     idx = left[:, None] + np.arange(p)[None, :]
     dist = u[:, None] - idx
     w = scale * _cubic(scale * dist) if scale < 1 else _cubic(dist)
@@ -437,7 +437,7 @@ def _median_symmetric(u8: np.ndarray, size: int) -> np.ndarray:
 def _working_shape(shape: tuple[int, int], params: ExtractParams, scale: float) -> tuple[int, int]:
     if params.mode == "paper":
         return tuple(params.paper_size)  # type: ignore[return-value]
-    return max(16, int(round(shape[0] * scale))), max(16, int(round(shape[1] * scale)))
+    return max(16, round(shape[0] * scale)), max(16, round(shape[1] * scale))
 
 
 def preprocess(

@@ -95,7 +95,7 @@ def test_log_zero_crossings_lie_on_the_disk_boundary_and_not_on_the_border(disk)
 
 
 def test_canny_high_threshold_leaves_70_percent_of_pixels_below(disk):
-    e, (lo, hi) = canny_edges(disk)
+    _, (lo, hi) = canny_edges(disk)
     assert lo == pytest.approx(0.4 * hi)
     # the rule: first of 64 histogram bins of the max-normalised magnitude where the cumulative
     # count exceeds 70 %, divided by 64 -> hi is a multiple of 1/64
@@ -111,7 +111,7 @@ def test_canny_traces_the_disk_as_a_thin_closed_ring(disk):
     r = np.hypot(yy - 48, xx - 48)
     assert np.all(np.abs(r - 20) <= 2)
     # the ring separates inside from outside
-    lab, n = ndimage.label(~e)
+    _, n = ndimage.label(~e)
     assert n >= 2
     # thin: nearly one pixel per angle (perimeter ~ 2*pi*20 = 126)
     assert 100 < e.sum() < 260

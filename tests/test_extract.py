@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 import torch
@@ -32,7 +34,7 @@ class _Contracting:
     """
 
     name = "contracting"
-    card: dict = {}
+    card: ClassVar[dict] = {}
     multiple = 16
 
     def __init__(self, step=lambda x: 0.5 * x, start: float = 0.8):
@@ -104,7 +106,7 @@ def test_script_rule_counts_only_growth_on_uint8_and_uses_net1_max():
     growing = _Contracting(step=lambda x: x + 0.1, start=0.5)
     gen = iter_net2(np.full((32, 32), 0.5, np.float32), growing,
                     ExtractParams(convergence="script", max_iterations=1))
-    k, y, change, conv = next(gen)
+    _, y, change, conv = next(gen)
     # uint8: 128 -> round((128/255 + 0.1) * 255) = 154, growth 26 per pixel; max = 0.5*255
     assert change == pytest.approx(26 / 127.5)
     assert not conv
