@@ -58,6 +58,27 @@ from scipy.spatial import cKDTree
 
 from napari_grains.errors import GrainsError
 
+__all__ = [
+    "CELL_SIGMA_TABLE",
+    "GENERATOR_VERSION",
+    "Realism",
+    "SynthPair",
+    "SynthParams",
+    "boundaries_from_labels",
+    "circle_sigma_for",
+    "contact_sheet",
+    "draw_diameters",
+    "generate_pair",
+    "iter_pairs",
+    "iter_save_pairs",
+    "load_pair",
+    "pack_circles",
+    "pair_seed",
+    "power_diagram",
+    "read_manifest",
+    "save_pairs",
+]
+
 #: Version of the generator's algorithm; recorded with every pair and in model cards. Bump it
 #: when a change makes the same seed and parameters produce different pairs.
 GENERATOR_VERSION = "1.0"
