@@ -1270,10 +1270,7 @@ def contact_sheet(pairs: Sequence[SynthPair], path: str | os.PathLike, *, title:
     columns : int, optional
         Pairs per row; default 1 for wide images (width >= 2 × height), else 2.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
 
     from napari_grains.io import atomic_write
 
