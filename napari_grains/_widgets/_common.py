@@ -102,6 +102,9 @@ def notify_error(exc: BaseException, doing: str) -> None:
 class ConvergencePlot:
     """A small matplotlib canvas: Net2's change per iteration against the tolerance.
 
+    The axes and lines are made once and only their data change, with a fixed layout (no
+    constrained/tight layout pass), so an update costs a few milliseconds of GUI time.
+
     Attributes
     ----------
     canvas : FigureCanvasQTAgg
@@ -112,35 +115,40 @@ class ConvergencePlot:
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(3.2, 1.9), dpi=90, layout="constrained")
+        self.figure = Figure(figsize=(3.2, 1.9), dpi=90)
+        self.figure.subplots_adjust(left=0.22, right=0.97, bottom=0.24, top=0.95)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.canvas.setFixedHeight(170)
-        self.ax = self.figure.add_subplot()
+        ax = self.ax = self.figure.add_subplot()
+        ax.set_xlabel("Net2 iteration", fontsize=8)
+        ax.set_ylabel("mean |change|", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_yscale("log")
+        ax.set_ylim(1e-4, 1.0)
+        ax.set_autoscale_on(False)  # limits are set from the data in set()
+        (self._curve,) = ax.plot([], [], "o-", ms=3, lw=1.2, color="tab:blue", label="change")
+        self._tol = ax.axhline(1e-3, ls="--", lw=1, color="tab:red", label="tolerance")
+        self._tol.set_visible(False)
+        ax.legend(fontsize=7, loc="upper right")
         self.changes: list[float] = []
         self.tolerance: float | None = None
-        self.redraw()
+        self.set([], None)
 
     def set(self, changes: list[float] | np.ndarray, tolerance: float | None) -> None:
         """Show these changes (one per iteration) and the tolerance line."""
         self.changes = [float(c) for c in changes]
         self.tolerance = tolerance
-        self.redraw()
-
-    def redraw(self) -> None:
-        """Draw the curve again (cheap: a few dozen points)."""
-        ax = self.ax
-        ax.clear()
-        ax.set_xlabel("Net2 iteration", fontsize=8)
-        ax.set_ylabel("mean |change|", fontsize=8)
-        ax.tick_params(labelsize=7)
-        if self.changes:
-            k = np.arange(1, len(self.changes) + 1)
-            positive = np.maximum(self.changes, 1e-9)
-            ax.semilogy(k, positive, "o-", ms=3, lw=1.2, color="tab:blue", label="change")
-            ax.set_xlim(0.5, max(len(self.changes), 2) + 0.5)
-        if self.tolerance:
-            ax.axhline(self.tolerance, ls="--", lw=1, color="tab:red", label="tolerance")
-        if self.changes or self.tolerance:
-            ax.legend(fontsize=7, loc="upper right")
+        k = np.arange(1, len(self.changes) + 1)
+        y = np.maximum(np.asarray(self.changes, float), 1e-9)
+        self._curve.set_data(k, y)
+        values = list(y)
+        if tolerance:
+            self._tol.set_ydata([tolerance, tolerance])
+            values.append(float(tolerance))
+        self._tol.set_visible(bool(tolerance))
+        self.ax.set_xlim(0.5, max(len(self.changes), 2) + 0.5)
+        if values:
+            lo, hi = min(values), max(values)
+            self.ax.set_ylim(lo / 2, hi * 2)
         self.canvas.draw_idle()

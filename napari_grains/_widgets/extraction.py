@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas  # noqa: F401  (napari's Labels layer imports it on first use: pay it now)
 from napari.qt.threading import create_worker
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
@@ -184,6 +185,8 @@ class ExtractionWidget(QWidget):
         self.worker = None
         self._preview_worker = None
         self._preview_id = 0
+        #: number of edge previews shown so far (tests and benchmarks wait on it)
+        self.previews_shown = 0
         self._models: dict[str, Any] = {}
         self._scales: dict[tuple, float] = {}
         self._build()
@@ -388,6 +391,7 @@ class ExtractionWidget(QWidget):
                 return  # a newer request is on its way, or the image is gone
             rgb, thresholds, scale = out
             self._scales[key] = scale
+            self.previews_shown += 1
             self._show(f"{layer_name} edges", rgb, self.viewer.layers[layer_name], rgb=True)
             self.thresholds_label.setText(
                 "thresholds used: " + ", ".join(f"{k} {_fmt(v)}" for k, v in thresholds.items())
@@ -516,7 +520,12 @@ class ExtractionWidget(QWidget):
         self.status.setText(text)
         self.viewer.status = f"napari-grains: {text}"
         if fraction is not None:
+            # QProgressBar.setValue repaints synchronously, which in a window holding napari's
+            # OpenGL canvas re-composes the whole window; schedule the paint instead
+            self.progress.setUpdatesEnabled(False)
             self.progress.setValue(round(100 * fraction))
+            self.progress.setUpdatesEnabled(True)
+            self.progress.update()
 
     # --- results -----------------------------------------------------------------------
     def current_iteration(self) -> int:
@@ -563,7 +572,7 @@ class ExtractionWidget(QWidget):
         params = params or s.params
         name = f"{s.image} boundaries"
         data = boundaries.astype(np.uint8)
-        image_layer = self.viewer.layers.get(s.image, None)
+        image_layer = _layer_or_none(self.viewer, s.image)
         meta = {**(calibration_of(image_layer) if image_layer is not None else {}),
                 "napari_grains": {"iteration": iteration, "threshold": params.threshold,
                                   "model": s.model.name, "params": asdict(params)}}
@@ -590,6 +599,10 @@ class ExtractionWidget(QWidget):
             return layer
         return self.viewer.add_image(data, name=name, rgb=rgb, **geometry_of(source, leading),
                                      **kwargs)
+
+
+def _layer_or_none(viewer, name: str):
+    return viewer.layers[name] if name in viewer.layers else None  # noqa: SIM401 (no .get)
 
 
 def _reporter(doing: str):
