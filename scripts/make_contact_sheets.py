@@ -8,6 +8,7 @@ writes
 * ``docs/img/synth_paper.png``     eight pairs with the paper's defaults
 * ``docs/img/synth_realistic.png`` six pairs of the ``SynthParams.realistic()`` preset
 * ``docs/img/synth_concepts.png``  one grain structure with each realism concept alone
+* ``docs/img/synth_sizes.png``     cell ECD histograms against the requested lognormal
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from napari_grains.synth import (
     Realism,
@@ -126,10 +128,50 @@ def concepts(seed: int = 8) -> Path:
     return path
 
 
+def sizes(seed: int = 101) -> Path:
+    """Histograms of the cells' ECD against the requested lognormal."""
+    import math
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_synth import weighted_ecd
+
+    cases = ((12.0, 0.25, 4), (16.0, 0.5, 6), (40.0, 0.3, 16))
+    fig = Figure(figsize=(8.0, 2.6), dpi=120)
+    for k, (md, s, n_img) in enumerate(cases):
+        p = SynthParams(height=384, width=384, mean_diameter=(md, md), sigma=(s, s),
+                        overlay=False, **NOISE_OFF)
+        parts = [weighted_ecd(generate_pair(p, seed, index=i).labels) for i in range(n_img)]
+        ecd = np.concatenate([e for e, _ in parts])
+        w = np.concatenate([w for _, w in parts])
+        ax = fig.add_subplot(1, 3, k + 1)
+        bins = np.geomspace(ecd.min() * 0.9, ecd.max() * 1.1, 30)
+        ax.hist(ecd, bins=bins, weights=w / w.sum() / np.diff(bins)[np.digitize(ecd, bins) - 1],
+                color="0.7", label=f"cells ({ecd.size} grains)")
+        x = np.geomspace(bins[0], bins[-1], 200)
+        mu = math.log(md) - s * s / 2
+        pdf = np.exp(-((np.log(x) - mu) ** 2) / (2 * s * s)) / (x * s * math.sqrt(2 * math.pi))
+        ax.plot(x, pdf, "r-", lw=1.2, label="requested lognormal")
+        ax.set_xscale("log")
+        ticks = [t for t in (2, 5, 10, 20, 50, 100, 200) if bins[0] <= t <= bins[-1]]
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_title(f"mean {md:.0f} px, sigma {s}", fontsize=8)
+        ax.set_xlabel("equivalent circle diameter (px)", fontsize=7)
+        ax.tick_params(labelsize=6)
+        ax.legend(fontsize=6, frameon=False)
+    fig.suptitle("Cell ECD of generated labels vs the requested distribution (interior grains, "
+                 "Miles-Lantuejoul weights)", fontsize=8)
+    fig.tight_layout()
+    path = OUT / "synth_sizes.png"
+    fig.savefig(path)
+    return path
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     print(stages())
     print(concepts())
+    print(sizes())
     paper = [generate_pair(SynthParams(), 0, index=i) for i in range(8)]
     print(contact_sheet(paper, OUT / "synth_paper.png",
                         title="Paper defaults: 96x496, seed 0, pairs 0-7 "
