@@ -51,14 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--thickness", type=int, metavar="PX", help="boundary thickness of the target")
     n = parser.add_argument_group("concepts and noise (paper stages)")
     n.add_argument("--no-overlay", action="store_true", help="no flipped, weakened overlay")
-    n.add_argument("--overlay-weight", type=float, help="weakening factor (paper 0.1)")
-    n.add_argument("--no-salt-pepper", action="store_true")
-    n.add_argument("--salt-pepper-density", type=float, help="paper 0.05")
-    n.add_argument("--no-gaussian", action="store_true")
-    n.add_argument("--gaussian-variance", type=float, help="paper 0.01 (0..1 scale)")
-    n.add_argument("--no-poisson", action="store_true")
-    n.add_argument("--no-median", action="store_true")
-    n.add_argument("--median-size", type=int, help="paper 5")
+    n.add_argument("--overlay-weight", type=float, metavar="W", help="weakening factor (paper 0.1)")
+    n.add_argument("--no-salt-pepper", action="store_true", help="no salt & pepper noise")
+    n.add_argument("--salt-pepper-density", type=float, metavar="D", help="paper 0.05")
+    n.add_argument("--no-gaussian", action="store_true", help="no Gaussian noise")
+    n.add_argument("--gaussian-variance", type=float, metavar="V", help="paper 0.01 (0..1 scale)")
+    n.add_argument("--no-poisson", action="store_true", help="no Poisson noise")
+    n.add_argument("--no-median", action="store_true", help="no median filter")
+    n.add_argument("--median-size", type=int, metavar="PX", help="paper 5")
     r = parser.add_argument_group("realism (off in the paper preset)")
     r.add_argument("--realism", nargs="+", default=[], metavar="NAME[=P]",
                    help="apply these concepts to a fraction P of the images (default P=1): "
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o = parser.add_argument_group("output")
     o.add_argument("--format", choices=("png", "tiff"), default="png",
                    help="file type of the input images (default png)")
-    o.add_argument("--workers", type=int, default=0,
+    o.add_argument("--workers", type=int, default=0, metavar="N",
                    help="processes (default 0: all cores)")
     o.add_argument("--overwrite", action="store_true",
                    help="write into a folder that already holds a data set")
