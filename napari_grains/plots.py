@@ -120,7 +120,7 @@ def histogram_figure(
         pdf = np.exp(-0.5 * z * z) / (grid * fit.sigma * math.sqrt(2 * math.pi))
         scale = x.size if weights == "count" else 100.0
         ax.plot(grid, scale * pdf * widths[idx], color="#c0392b", lw=1.8,
-                label=(f"lognormal fit: μ = {fit.mu:.3g}, σ = {fit.sigma:.3g}\n"
+                label=(f"lognormal fit: μ = {fit.mu:.3g} (ln {unit}), σ = {fit.sigma:.3g}\n"
                        f"KS D = {fit.ks_statistic:.3f}, p = {fit.ks_pvalue:.2g}"))
     if log:
         ax.set_xscale("log")
