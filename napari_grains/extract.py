@@ -64,13 +64,16 @@ __all__ = [
     "scale_sweep",
 ]
 
-#: Grain size the automatic scale aims for: the mean intercept (working pixels) of Net1's
-#: thresholded map at which the paper model scores best. On training-like 96×496 synthetic
-#: pairs Net1's intercept is 45 px (targets 50.6 px; ``bench_extract.py --calibrate``), but on
-#: synthetic micrographs of 20-80 px grains tolerance-F1 peaks when the image is scaled so that
-#: it is 50-70 px (``bench_extract.py --sweep``): a finer working grid places the boundaries
-#: better. Used when a model card has no ``training.mean_intercept_px``.
-PAPER_MEAN_INTERCEPT_PX = 60.0
+#: Training grain size of the paper model: median mean intercept (px) of the boundary targets
+#: of 96×496 synthetic pairs like the authors' (``synth.SynthParams()`` defaults, seeds 0-11:
+#: 50.6 px; ``bench_extract.py --calibrate``). Models trained here record theirs in
+#: ``card["training"]["mean_intercept_px"]``.
+PAPER_MEAN_INTERCEPT_PX = 50.6
+
+#: The automatic scale aims for grains this much larger than in training: on synthetic
+#: micrographs of 20-80 px grains tolerance-F1 peaks there (``bench_extract.py --sweep``): a
+#: finer working grid places the boundaries better, at the cost of s² more computation.
+SCALE_AIM = 1.2
 
 MODES = ("native", "paper")
 CONVERGENCE_RULES = ("paper", "script")
@@ -715,9 +718,10 @@ def mean_intercept(boundaries: np.ndarray) -> float:
 
 
 def _target_intercept(model: GrainModel) -> float:
+    """Intercept (working px) of Net1's map that the automatic scale aims for."""
     tr = model.card.get("training", {}) if isinstance(model.card, dict) else {}
-    v = tr.get("mean_intercept_px")
-    return float(v) if v else PAPER_MEAN_INTERCEPT_PX
+    v = tr.get("mean_intercept_px") if isinstance(tr, dict) else None
+    return SCALE_AIM * (float(v) if v else PAPER_MEAN_INTERCEPT_PX)
 
 
 #: Scales tried by :func:`estimate_scale` (quarter to four times, steps of sqrt 2).
@@ -776,9 +780,9 @@ def estimate_scale(
     the image is blown up too far, Net1 draws its own cells into the texture and ``g`` falls like
     ``1/s``. The longest run of neighbouring scales whose ``g`` agree within 20 % is taken as the
     plateau (the single flattest step when there is none), its geometric-mean ``g`` as the grain
-    intercept, and the scale is ``target / g``. ``target`` is the card's
-    ``training.mean_intercept_px``, else :data:`PAPER_MEAN_INTERCEPT_PX` (calibrated on
-    synthetic micrographs with known boundaries).
+    intercept, and the scale is ``target / g`` with ``target = SCALE_AIM ×`` the training
+    grain intercept (the card's ``training.mean_intercept_px``, else
+    :data:`PAPER_MEAN_INTERCEPT_PX`).
 
     Parameters
     ----------
