@@ -1195,8 +1195,12 @@ def iter_save_pairs(out: str | os.PathLike, count: int, params: SynthParams | No
     if (out_p / "manifest.jsonl").exists() and not overwrite:
         raise GrainsError(f"{out_p} already holds a data set (manifest.jsonl); choose another "
                           "folder or pass overwrite (--overwrite).")
-    for sub in ("images", "targets", "labels"):
-        (out_p / sub).mkdir(parents=True, exist_ok=True)
+    try:
+        for sub in ("images", "targets", "labels"):
+            (out_p / sub).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GrainsError(f"cannot create the data-set folders in {out_p}: {exc}. Choose a "
+                          "folder you can write to.") from exc
     base = _base_seed(seed)
     cfg = p.to_dict()
     digits = max(5, len(str(max(count - 1, 0))))
@@ -1210,12 +1214,18 @@ def _save_all(out_p: Path, jobs: list, n_workers: int, chunk: int) -> Iterator[d
     from napari_grains.io import atomic_open
 
     records = []
-    for rec in _ordered_map(_save_one, jobs, n_workers, chunk):
-        records.append(rec)
-        yield rec
-    with atomic_open(out_p / "manifest.jsonl", "w", encoding="utf-8") as fh:
-        for rec in records:
-            fh.write(json.dumps(rec) + "\n")
+    try:
+        for rec in _ordered_map(_save_one, jobs, n_workers, chunk):
+            records.append(rec)
+            yield rec
+        with atomic_open(out_p / "manifest.jsonl", "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec) + "\n")
+    except OSError as exc:  # disk full, permissions, folder removed: say so, no traceback
+        raise GrainsError(f"writing the pairs to {out_p} failed after {len(records)} of "
+                          f"{len(jobs)}: {exc}. The folder has no manifest, so it is not a "
+                          "usable data set; free space or fix permissions and run again "
+                          "with --overwrite.") from exc
 
 
 def save_pairs(out: str | os.PathLike, count: int, params: SynthParams | None = None,

@@ -469,6 +469,10 @@ def test_save_pairs_layout_and_reading_back(tmp_path):
     assert recs[1]["drawn"] == ref.params["drawn"]
     with pytest.raises(GrainsError, match="already holds"):
         save_pairs(tmp_path / "d", 1, p, seed=5, workers=1)
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "images").write_text("a file where a folder must go")
+    with pytest.raises(GrainsError, match="cannot create"):
+        save_pairs(tmp_path / "blocked", 1, p, seed=5, workers=1)
 
 
 def test_cli_writes_pairs_and_contact_sheet(tmp_path, capsys):
