@@ -173,7 +173,9 @@ def label_grains(
         0 leaves the map as it is.
     thin : bool
         Thin the boundaries to one pixel (an 8-connected skeleton) before labelling, so a
-        thick boundary does not eat into the grains.
+        thick boundary does not eat into the grains. Boundary pixels that then separate
+        nothing (dangling spurs, dropped specks, a line along the image edge: their 3×3
+        neighbourhood holds a single grain) are given to that grain.
     min_area : int
         Grains smaller than this many pixels are dropped (they become boundary, or are
         absorbed by their neighbours when ``fill_boundaries`` is True).
@@ -221,9 +223,29 @@ def label_grains(
         if small.any():
             labels[small[labels]] = 0
             labels = _relabel(labels)
+    if thin and labels.max() > 0:
+        labels = _absorb_loose_boundary(labels)
     if fill_boundaries and labels.max() > 0:
         labels = _fill_from_nearest(labels)
     return labels
+
+
+def _absorb_loose_boundary(labels: np.ndarray) -> np.ndarray:
+    """Give boundary pixels that separate nothing to the one grain around them.
+
+    On one-pixel boundaries, a pixel whose 3×3 neighbourhood holds a single grain is a
+    dangling piece (a spur left by extraction, a dropped speck, a line along the image edge),
+    not a boundary between grains: it becomes part of that grain. Pixels between two or more
+    grains are kept, so no two grains merge.
+    """
+    big = np.iinfo(np.int32).max
+    hi = ndi.maximum_filter(labels, size=3, mode="constant", cval=0)
+    lo = ndi.minimum_filter(np.where(labels > 0, labels, big), size=3, mode="constant",
+                            cval=big)
+    loose = (labels == 0) & (hi > 0) & (hi == lo)
+    out = labels.copy()
+    out[loose] = hi[loose]
+    return out
 
 
 def _skeleton(b: np.ndarray) -> np.ndarray:

@@ -11,8 +11,8 @@ Examples
 >>> import numpy as np
 >>> b = np.zeros((101, 101), bool); b[::10, :] = True; b[:, ::10] = True
 >>> m = measure(b, pixel_size=0.5, unit="µm", close_gaps=0)
->>> m.summary["n_grains"], float(m.table["area"].iloc[0])
-(100, 81.0)
+>>> m.summary["n_grains"], m.summary["n_cut_by_border"], float(m.table["area"].median())
+(100, 36, 81.0)
 """
 
 from __future__ import annotations
