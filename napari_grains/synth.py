@@ -514,7 +514,7 @@ def pack_circles(rng: np.random.Generator, radii: np.ndarray, box: tuple[float, 
     if n < 2 or iterations == 0:
         return pos, {"iterations": 0, "mean_overlap": 0.0}
     rmax = float(radii.max())
-    skin = 0.5 * float(np.median(radii))
+    skin = max(float(np.median(radii)), 0.5 * rmax)  # Verlet skin: results do not depend on it
     cutoff = min(2 * rmax + skin, 0.499 * min(bw, bh))
     area = radii * radii
     fade = max(1, int(0.7 * iterations))
@@ -524,40 +524,42 @@ def pack_circles(rng: np.random.Generator, radii: np.ndarray, box: tuple[float, 
     it = 0
     mean_ov = 0.0
     for it in range(1, iterations + 1):
-        if i is None or np.max(np.abs(_wrap(pos - ref, boxv))) > 0.5 * skin:
-            # Verlet list: pairs that can overlap before any circle moves skin/2 more
+        if i is None or np.max(np.abs(pos - ref)) > 0.5 * skin:
+            # Verlet list: the pairs that can overlap before any circle moves skin/2 further,
+            # each with its periodic image shift (positions are wrapped only here)
+            pos %= boxv
             pairs = cKDTree(pos, boxsize=boxv).query_pairs(cutoff, output_type="ndarray")
             if pairs.size == 0:
                 break
-            d = _wrap(pos[pairs[:, 1]] - pos[pairs[:, 0]], boxv)
+            raw = pos[pairs[:, 1]] - pos[pairs[:, 0]]
+            shift = -boxv * np.round(raw / boxv)
+            d = raw + shift
             near = np.einsum("ij,ij->i", d, d) < (radii[pairs[:, 0]] + radii[pairs[:, 1]]
                                                   + skin) ** 2
-            i, j = pairs[near, 0], pairs[near, 1]
-            rs_all = radii[i] + radii[j]
-            wi_all = area[j] / (area[i] + area[j])  # the smaller circle moves more
+            i, j, shift = pairs[near, 0], pairs[near, 1], shift[near]
+            rs = radii[i] + radii[j]
+            wi = area[j] / (area[i] + area[j])  # the smaller circle moves more
             ref = pos.copy()
-        d = _wrap(pos[j] - pos[i], boxv)
+        d = pos[j] - pos[i] + shift
         dist = np.sqrt(np.einsum("ij,ij->i", d, d))
-        ov = rs_all - dist
-        m = ov > 0
-        if np.any(m):
-            im, jm, ovm = i[m], j[m], ov[m]
-            u = d[m] / np.maximum(dist[m], 1e-9)[:, None]
-            push = 0.5 * ovm  # half-step: damped, the net force of jammed circles balances
-            si = (push * wi_all[m])[:, None] * u
-            sj = (push * (1 - wi_all[m]))[:, None] * u
-            pos[:, 0] += np.bincount(jm, sj[:, 0], n) - np.bincount(im, si[:, 0], n)
-            pos[:, 1] += np.bincount(jm, sj[:, 1], n) - np.bincount(im, si[:, 1], n)
-            mean_ov = float(np.mean(ovm / rs_all[m]))
-        else:
-            mean_ov = 0.0
+        ov = rs - dist
+        # push each overlapping pair apart by half its overlap (damped: the net force on
+        # jammed circles balances), along the line of centres
+        k = np.maximum(ov, 0.0) * 0.5 / np.maximum(dist, 1e-9)
+        fx, fy = k * d[:, 0], k * d[:, 1]
+        pos[:, 0] += np.bincount(j, fx * (1 - wi), n) - np.bincount(i, fx * wi, n)
+        pos[:, 1] += np.bincount(j, fy * (1 - wi), n) - np.bincount(i, fy * wi, n)
         if it <= fade and jitter > 0:
             amp = jitter * (1.0 - it / fade)
             pos += rng.normal(0.0, 1.0, pos.shape) * (amp * radii)[:, None]
-        pos %= boxv
-        if it > fade and prev is not None and abs(prev - mean_ov) < tolerance * max(mean_ov, 1e-3):
+            if it < iterations:
+                continue
+        m = ov > 0
+        mean_ov = float(np.mean(ov[m] / rs[m])) if np.any(m) else 0.0
+        if prev is not None and abs(prev - mean_ov) < tolerance * max(mean_ov, 1e-3):
             break
-        prev = mean_ov if it > fade else None
+        prev = mean_ov
+    pos %= boxv
     return pos, {"iterations": it, "mean_overlap": round(mean_ov, 5)}
 
 
