@@ -127,6 +127,9 @@ class ExtractParams:
         Images (padded, at working resolution) with more pixels than this are tiled.
     min_scale, max_scale : float
         Bounds on the automatic scale.
+    max_working_pixels : int
+        Native mode: the scale (given or automatic) is lowered so the working image has at most
+        this many pixels (64 M by default: a 2048² image at scale 4), keeping run time bounded.
     """
 
     mode: str = "native"
@@ -151,6 +154,7 @@ class ExtractParams:
     max_untiled_pixels: int = 2304 * 2304
     min_scale: float = 0.25
     max_scale: float = 4.0
+    max_working_pixels: int = 64 * 1024 * 1024
 
     @classmethod
     def authors_script(cls, **overrides: Any) -> ExtractParams:
@@ -892,6 +896,9 @@ def iter_extract(
             p.scale = estimate_scale(gray, model, p)
             clock.stop(timings, "scale")
         scale = float(p.scale)
+        limit = math.sqrt(p.max_working_pixels / (gray.shape[0] * gray.shape[1]))
+        if scale > limit:
+            scale = p.scale = float(limit)
     else:
         scale = 1.0
     clock = _Clock()

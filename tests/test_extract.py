@@ -335,3 +335,11 @@ def test_auto_scale_follows_the_grain_size(paper_model):
     s2 = estimate_scale(imresize(pair.image, (512, 512)), paper_model)  # grains twice as big
     assert 1.0 < s1 <= 4.0  # 40 px grains are smaller than the training grains: enlarge
     assert s2 / s1 == pytest.approx(0.5, rel=0.2)
+
+
+def test_scale_is_lowered_to_keep_the_working_image_bounded():
+    img = _texture((64, 64))
+    res = extract(img, _Contracting(), scale=4.0, max_working_pixels=128 * 128, max_iterations=1)
+    assert res.params.scale == pytest.approx(2.0)
+    assert res.preprocessed.shape == (128, 128)
+    assert res.boundaries.shape == (64, 64)
