@@ -25,8 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from napari_grains.io import atomic_write, write_image  # noqa: E402
-from napari_grains.synth import SynthParams, generate_pair  # noqa: E402
+from napari_grains.io import atomic_write, write_image
+from napari_grains.synth import SynthParams, generate_pair
 
 SEED = 2026
 PIXEL_SIZE_NM = 1.5
