@@ -185,3 +185,12 @@ def test_measure_command(tmp_path, capsys):
     assert main([*args, "--overwrite"]) == 0
     assert main(["measure", str(src), "--pixel-size", "2", "--out", str(out)]) == 2
     assert "--unit" in capsys.readouterr().err
+
+
+def test_a_map_without_measurable_grains_still_exports(tmp_path):
+    m = measure(np.zeros((40, 50), bool), pixel_size=1.0, unit="nm")
+    assert m.n_grains == 1 and m.summary["n_measured"] == 0
+    assert m.summary["lognormal"] is None and m.headline()["mean_ecd"] is None
+    paths = m.save_all(tmp_path, "empty")
+    d = json.loads(paths["json"].read_text(encoding="utf-8"))
+    assert d["summary"]["equivalent_diameter"]["nm"]["mean"] is None
