@@ -114,9 +114,16 @@ class ConvergencePlot:
     def __init__(self) -> None:
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
+        from matplotlib.lines import Line2D
+        from matplotlib.ticker import (
+            LogFormatterSciNotation,
+            LogLocator,
+            MaxNLocator,
+            NullFormatter,
+        )
 
         self.figure = Figure(figsize=(3.2, 1.9), dpi=90)
-        self.figure.subplots_adjust(left=0.22, right=0.97, bottom=0.24, top=0.95)
+        self.figure.subplots_adjust(left=0.25, right=0.97, bottom=0.24, top=0.95)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.canvas.setFixedHeight(170)
@@ -125,12 +132,17 @@ class ConvergencePlot:
         ax.set_ylabel("mean |change|", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(1e-4, 1.0)
         ax.set_autoscale_on(False)  # limits are set from the data in set()
         (self._curve,) = ax.plot([], [], "o-", ms=3, lw=1.2, color="tab:blue", label="change")
         self._tol = ax.axhline(1e-3, ls="--", lw=1, color="tab:red", label="tolerance")
         self._tol.set_visible(False)
-        ax.legend(fontsize=7, loc="upper right")
+        ax.legend(handles=[self._curve, Line2D([], [], ls="--", lw=1, color="tab:red")],
+                  labels=["change", "tolerance"], fontsize=7, loc="upper right")
         self.changes: list[float] = []
         self.tolerance: float | None = None
         self.set([], None)

@@ -489,8 +489,15 @@ class ExtractionWidget(QWidget):
         s.last, s.converged = y, converged
         if converged or k >= s.frames.shape[0]:
             s.complete = True
-        layer = self._show(f"{s.image} iterations", s.frames[:k], self._run_layer,
-                           leading=1, colormap="magma", contrast_limits=(0, 255))
+        name = f"{s.image} iterations"
+        new = name not in self.viewer.layers
+        layer = self._show(name, s.frames[:k], self._run_layer, leading=1, colormap="magma",
+                           contrast_limits=(0, 255))
+        if new:  # the slider then reads 1..n, the iteration numbers
+            layer.translate = (1.0, *layer.translate[1:])
+            labels = self.viewer.dims.axis_labels
+            if self.viewer.dims.ndim == 3 and labels[0].lstrip("-").isdigit():
+                self.viewer.dims.axis_labels = ("Net2 iteration", *labels[1:])
         layer.metadata["changes"] = list(s.changes)
         self.viewer.dims.set_current_step(0, k - 1)
         self.plot.set(s.changes, s.params.tolerance)
