@@ -197,9 +197,10 @@ def _reader_for(module_name: str, fmt: str):
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        extra = "rosettasciio[hdf5]" if getattr(exc, "name", "") == "h5py" else "rosettasciio"
         raise GrainsError(
             f"reading {fmt} files needs RosettaSciIO's '{module_name}' plugin, which failed to "
-            f"import ({exc}); reinstall it with 'pip install --upgrade rosettasciio'."
+            f"import ({exc}); install it with: pip install --upgrade \"{extra}\""
         ) from exc
     finally:
         logger.removeFilter(quiet)

@@ -29,3 +29,20 @@ def write_mrc(path: Path, data: np.ndarray, pixel_size_angstrom: float | None) -
     header[212:216] = bytes([0x44, 0x44, 0, 0])  # machine stamp: little endian
     path.write_bytes(bytes(header) + data.astype(data.dtype.newbyteorder("<")).tobytes())
     return path
+
+
+def write_emd(path: Path, data: np.ndarray, pixel_size: float, unit: str = "nm") -> Path:
+    """Write a 2-D image as an EMD (Berkeley NCEM) file with RosettaSciIO's own writer."""
+    from rsciio.emd import file_writer
+
+    ny, nx = data.shape
+    axes = [
+        {"name": "y", "units": unit, "scale": pixel_size, "offset": 0.0, "size": ny,
+         "navigate": False},
+        {"name": "x", "units": unit, "scale": pixel_size, "offset": 0.0, "size": nx,
+         "navigate": False},
+    ]
+    signal = {"data": data, "axes": axes, "original_metadata": {},
+              "metadata": {"General": {"title": "grains"}, "Signal": {}}}
+    file_writer(str(path), signal)
+    return path

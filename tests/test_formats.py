@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _microscope_files import write_mrc
+from _microscope_files import write_emd, write_mrc
 
 from napari_grains import formats, io
 from napari_grains.errors import GrainsError
@@ -135,3 +135,12 @@ def test_real_instrument_mrc(name, shape, pixel_nm):
     assert m.unit == "nm"
     assert m.pixel_size == pytest.approx(pixel_nm, rel=1e-5)
     assert 0.0 <= m.data.min() < m.data.max() <= 1.0
+
+
+def test_emd_written_by_rosettasciio(tmp_path, image16):
+    pytest.importorskip("h5py")
+    path = write_emd(tmp_path / "scan.emd", image16, pixel_size=0.002, unit="µm")
+    m = io.read_image(path)
+    np.testing.assert_allclose(m.data, io.to_gray_float(image16), atol=1e-6)
+    assert m.pixel_size == pytest.approx(2.0) and m.unit == "nm"
+    assert m.metadata["format"].startswith("EMD")
