@@ -20,7 +20,6 @@ Where the work runs:
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 import traceback
@@ -261,9 +260,9 @@ def _plain(d: dict) -> dict:
 
 
 def _stems(paths: Sequence[Path]) -> list[str]:
-    from napari_grains.measure import iter_names
+    from napari_grains.measure import unique_stems
 
-    return iter_names(paths)
+    return unique_stems(paths)
 
 
 def iter_batch(
@@ -490,10 +489,3 @@ def run_batch(
     return BatchResult(rows=[rows[i] for i in sorted(rows)], failed=failed, field_statistics=fs,
                        summary_csv=Path(out_dir) / "summary.csv", out_dir=Path(out_dir))
 
-
-def _fmt(x, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "n/a"
-    if isinstance(x, float):
-        return f"{x:.{digits}g}"
-    return str(x)

@@ -511,7 +511,7 @@ def read_boundaries(path: str | os.PathLike, *, invert: bool = False) -> tuple[n
     return b, {"pixel_size": mg.pixel_size, "unit": mg.unit, "path": str(path)}
 
 
-def iter_names(paths: Iterable[str | os.PathLike]) -> list[str]:
+def unique_stems(paths: Iterable[str | os.PathLike]) -> list[str]:
     """Unique output stems for input files (``a.png``, ``a.tif`` -> ``a``, ``a-2``)."""
     seen: dict[str, int] = {}
     out = []

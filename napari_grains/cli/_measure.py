@@ -130,10 +130,10 @@ def run(args: argparse.Namespace) -> int:
     from napari_grains.io import atomic_write, list_images, read_image
     from napari_grains.measure import (
         MeasureParams,
-        iter_names,
         measure,
         provenance,
         read_boundaries,
+        unique_stems,
     )
     from napari_grains.stats import combine_fields
 
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     if len(files) > 1 and summary_csv.exists() and not args.overwrite:
         raise GrainsError(f"{summary_csv} exists already; use --overwrite or another --out.")
     rows, summaries, failed = [], [], 0
-    for path, stem in zip(files, iter_names(files), strict=True):
+    for path, stem in zip(files, unique_stems(files), strict=True):
         try:
             b, info = read_boundaries(path, invert=args.invert)
             if ps_given is not None:
