@@ -303,13 +303,16 @@ def test_cli_writes_the_promised_files_and_refuses_to_overwrite(tmp_path, capsys
     iio.imwrite(src, img)
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"not a tiff")
+    other = tmp_path / "notes.txt"
+    other.write_text("not an image")
     out = tmp_path / "out"
-    args = ["extract", str(src), str(bad), "--out", str(out), "--model", "paper",
+    args = ["extract", str(src), str(bad), str(other), "--out", str(out), "--model", "paper",
             "--mode", "paper", "--max-iterations", "3", "--quiet"]
     rc = main(args)
     assert rc != 0  # the broken file failed ...
     err = capsys.readouterr().err
-    assert "broken.tif" in err
+    assert "broken.tif" in err and "2 of 3 image(s) failed" in err
+    assert "unsupported file type '.txt'" in err  # says what napari-grains reads instead
     b = iio.imread(out / "sample_boundaries.png")  # ... but the good one was written
     assert b.shape == (120, 200) and b.dtype == np.uint8 and set(np.unique(b)) <= {0, 255}
     ov = iio.imread(out / "sample_overlay.png")
@@ -319,7 +322,7 @@ def test_cli_writes_the_promised_files_and_refuses_to_overwrite(tmp_path, capsys
     assert stack.ndim == 3 and stack.shape[1:] == (120, 200) and 2 <= stack.shape[0] <= 4
     # again: refuses, leaves the files alone; with --overwrite: succeeds
     before = (out / "sample_boundaries.png").stat().st_mtime_ns
-    good_only = args[:2] + args[3:]
+    good_only = args[:2] + args[4:]
     assert main(good_only) != 0
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "sample_boundaries.png").stat().st_mtime_ns == before
