@@ -288,13 +288,15 @@ class Measurement:
 
     def to_dict(self) -> dict:
         """Summary, parameters, pixel size and provenance, JSON-ready."""
-        return {
+        from napari_grains.stats import _jsonable
+
+        return _jsonable({
             "summary": self.summary,
             "pixel_size": self.pixel_size,
             "unit": self.unit,
             "parameters": self.params.to_dict(),
             "provenance": self.provenance,
-        }
+        })
 
     def to_json(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Summary JSON with provenance."""

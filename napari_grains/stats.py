@@ -17,6 +17,7 @@ never as a number computed in pixels.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -635,7 +636,7 @@ def interconnect_statistics(
 
 
 def _jsonable(obj):
-    """Turn numpy scalars/arrays and NaN into plain JSON values (NaN -> None)."""
+    """Turn numpy scalars/arrays, paths and NaN into plain JSON values (NaN -> None)."""
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -649,5 +650,7 @@ def _jsonable(obj):
     if isinstance(obj, (float, np.floating)):
         f = float(obj)
         return f if math.isfinite(f) else None
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     return obj
 
