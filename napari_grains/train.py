@@ -686,10 +686,12 @@ def default_card(net2: str = "unet") -> dict:
     ----------
     net2 : str
         ``"unet"`` (default): an encoder-decoder with U-Net skip connections, the paper
-        Net2's widths (4-8-16-32), 5x5 then 3x3 kernels, a bridge, a 3x3 conv after each
-        up-sampling, no batch norm, input and output in [0, 1]; about the paper Net2's cost per
-        pixel. The skips let it keep a correct map as it is (a fixed point) while the deep path
-        fills gaps. ``"paper"``: the authors' Net2 layout and scaling.
+        Net2's encoder widths (4-8-16-32), 5x5 then 3x3 kernels, a bridge, a 3x3 conv after
+        each up-sampling, batch norm, input and output in [0, 1]; about the paper Net2's cost
+        per pixel. The skips let it keep a correct map as it is (a fixed point) while the deep
+        path fills gaps. Batch norm is there because without it this narrow net collapsed to
+        a constant map within an epoch (dead ReLUs; measured, see docs/training.md); at
+        inference it is folded into the convs. ``"paper"``: the authors' Net2 layout and scaling.
 
     Returns
     -------
@@ -721,9 +723,9 @@ def default_card(net2: str = "unet") -> dict:
                 "encoder_kernels": [5, 3, 3, 3],
                 "bridge_width": 32,
                 "bridge_kernel": 3,
-                "decoder_widths": [32, 16, 8, 4],
+                "decoder_widths": [32, 16, 8, 8],
                 "decoder_conv_kernel": 3,
-                "batch_norm": False,
+                "batch_norm": True,
                 "skip_connections": True,
                 "ceiling": 1.0,
                 "out_channels": 1,
@@ -1084,6 +1086,33 @@ def _restore_best(run: _Run) -> None:
             _load_weights(getattr(run.model, name), bp)
 
 
+def _net1_outputs_cached(run: _Run) -> torch.Tensor:
+    """Net1's outputs on every pair, reused from ``<data_cache>.net1.npz`` when Net1 and the
+    data are the same (a Net1 taken over unchanged gives the same outputs every run)."""
+    import hashlib
+
+    cache = Path(run.cfg.data_cache).with_suffix(".net1.npz") if run.cfg.data_cache else None
+    h = hashlib.sha256(json.dumps(run.cfg.data_key(), sort_keys=True).encode())
+    h.update(json.dumps(run.model.card["net1"], sort_keys=True).encode())
+    for k, v in sorted(run.model.net1.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    key = h.hexdigest()
+    if cache is not None and cache.exists():
+        with np.load(cache, allow_pickle=False) as z:
+            if str(z["key"]) == key:
+                return torch.from_numpy(z["net1"])
+    out = _net1_outputs_all(run)
+    if cache is not None:
+        arr = out.numpy()
+
+        def _w(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, key=np.array(key), net1=arr)
+        atomic_write(cache, _w)
+    return out
+
+
 def _net1_outputs_all(run: _Run) -> torch.Tensor:
     n = run.data.edges.shape[0]
     return _net1_outputs(run, np.arange(n)).to(torch.float16)
@@ -1109,7 +1138,7 @@ def _iter_stage(run: _Run, stage: str, rdir: Path | None) -> Iterator[TrainEvent
         if run.best_path("net1").exists():
             _load_weights(run.model.net1, run.best_path("net1"))
         yield DataProgress("Net1 outputs", 0, 1)
-        run.data.net1_out = _net1_outputs_all(run)
+        run.data.net1_out = _net1_outputs_cached(run)
         yield DataProgress("Net1 outputs", 1, 1)
     run.make_opt(stage)
     start_epoch, start_batch = 0, 0

@@ -42,7 +42,7 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory, cache):
     out = tmp_path_factory.mktemp("model")
-    events = list(iter_train(tiny(net1_epochs=4, data_cache=cache), out))
+    events = list(iter_train(tiny(net1_epochs=4, net2_epochs=5, data_cache=cache), out))
     return out, events
 
 
