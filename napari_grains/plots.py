@@ -82,8 +82,8 @@ def histogram_figure(
         ``"count"``: number of grains per bin. ``"area"``: share of the total grain area per
         bin (each grain weighted by π·d²/4).
     fit : LognormalFit, optional
-        Drawn as the expected content of a bin as wide as the local bin (for area weights,
-        the area-weighted lognormal: same σ, μ + 2σ²).
+        Drawn as the expected content of a bin as wide as the local bin, in x or, with
+        ``log``, in ln(x) (for area weights, the area-weighted lognormal: same σ, μ + 2σ²).
     unit : str
         Unit of the sizes, for the axis label.
     title : str, optional
@@ -114,16 +114,23 @@ def histogram_figure(
         mu = fit.mu + (2.0 * fit.sigma**2 if weights == "area" else 0.0)
         grid = (np.geomspace(edges[0] if edges[0] > 0 else edges[1] / 10, edges[-1], 400)
                 if log else np.linspace(max(edges[0], 1e-12), edges[-1], 400))
-        widths = np.diff(edges)
+        # expected content of a bin of the local width: pdf·Δx, or pdf·x·Δln(x) for log bins
+        widths = np.diff(np.log(edges)) if log else np.diff(edges)
         idx = np.clip(np.searchsorted(edges, grid, side="right") - 1, 0, widths.size - 1)
         z = (np.log(grid) - mu) / fit.sigma
         pdf = np.exp(-0.5 * z * z) / (grid * fit.sigma * math.sqrt(2 * math.pi))
+        if log:
+            pdf = pdf * grid
         scale = x.size if weights == "count" else 100.0
         ax.plot(grid, scale * pdf * widths[idx], color="#c0392b", lw=1.8,
                 label=(f"lognormal fit: μ = {fit.mu:.3g} (ln {unit}), σ = {fit.sigma:.3g}\n"
                        f"KS D = {fit.ks_statistic:.3f}, p = {fit.ks_pvalue:.2g}"))
     if log:
+        from matplotlib.ticker import LogFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 1)))
     ax.set_xlabel(f"{label} ({unit})")
     ax.set_ylabel("number of grains" if weights == "count" else "share of grain area (%)")
     if title:
