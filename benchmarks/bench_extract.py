@@ -5,6 +5,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_extract.py              # speed + peak memory
     .venv/bin/python benchmarks/bench_extract.py --accuracy   # modes and scales vs ground truth
     .venv/bin/python benchmarks/bench_extract.py --sweep      # F1 at fixed scales
+    .venv/bin/python benchmarks/bench_extract.py --estimates  # auto scale vs ground truth
     .venv/bin/python benchmarks/bench_extract.py --calibrate  # the auto-scale target
 
 Speed: milliseconds per stage and end to end at 96×496 (the paper's size) and 2048×2048
@@ -192,6 +193,39 @@ def sweep(args: argparse.Namespace) -> None:
               + " ".join(f"{v:6.3f}" for v in f1) + f" {best:6.2f} {50 / np.mean(icpt):7.2f}")
 
 
+def estimates(args: argparse.Namespace) -> None:
+    """Grain intercept found by the automatic scale vs the ground truth's."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from napari_grains.extract import _target_intercept, estimate_scale, mean_intercept
+    from napari_grains.nets import load_model
+    from napari_grains.synth import SynthParams, generate_pair
+
+    model = load_model(args.model)
+    target = _target_intercept(model)
+    print(f"automatic scale on synthetic images (model {args.model!r}, target {target:.1f} px): "
+          "grain intercept it implies (target / scale) vs the ground truth's")
+    print(f"{'images':>22} {'true icpt':>9} {'found':>7} {'ratio':>6} {'scale':>6} {'CPU s':>6}")
+    cases = [(f"96x496 paper set #{s}", SynthParams(), s) for s in range(args.seeds)]
+    for side, d in ((256, 20.0), (256, 40.0), (384, 80.0), (512, 40.0)):
+        cases += [(f"{side}x{side} d={d:.0f}px #{s}",
+                   SynthParams(height=side, width=side, mean_diameter=(d, d)), 200 + s)
+                  for s in range(args.seeds)]
+    ratios = []
+    for name, sp, seed in cases:
+        pair = generate_pair(sp, seed=seed)
+        true = mean_intercept(pair.target)
+        c0 = time.process_time()
+        scale = estimate_scale(pair.image, model)
+        cpu = time.process_time() - c0
+        found = target / scale
+        ratios.append(found / true)
+        print(f"{name:>22} {true:9.1f} {found:7.1f} {found / true:6.2f} {scale:6.2f} {cpu:6.2f}")
+    print(f"found / true: median {np.median(ratios):.2f}, range {min(ratios):.2f}-"
+          f"{max(ratios):.2f} (scales at the 0.25/4 caps make 'found' meaningless)")
+
+
 def calibrate(args: argparse.Namespace) -> None:
     import torch
 
@@ -225,6 +259,7 @@ def main() -> None:
     ap.add_argument("--accuracy", action="store_true")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--estimates", action="store_true")
     ap.add_argument("--one", metavar="SIZE", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
@@ -238,6 +273,8 @@ def main() -> None:
                               args.convergence)))
     elif args.accuracy:
         accuracy(args)
+    elif args.estimates:
+        estimates(args)
     elif args.sweep:
         sweep(args)
     elif args.calibrate:

@@ -52,6 +52,10 @@ def main() -> None:
         print(f"{title}: scale {res.preprocessed.scale[0]:.3f}, {res.n_iterations} iterations "
               f"(converged {res.converged}), mean intercept {mean_intercept(res.boundaries):.1f} px")
 
+    script = extract(gray, model, ExtractParams.authors_script())
+    print(f"paper mode, the script's uint8 convergence rule: {script.n_iterations} iterations "
+          f"(converged {script.converged})")
+
     fig, axes = plt.subplots(len(runs), 1, figsize=(12, 1.9 * len(runs)))
     for ax, (title, _), res in zip(axes, runs, results):
         ax.imshow(_overlay(gray, res.boundaries), interpolation="nearest")
