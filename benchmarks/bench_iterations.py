@@ -145,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write(args.csv, lambda p: table.to_csv(p, float_format="%.4f"))
         print(f"wrote {args.csv}")
     if args.plot:
-        plot_curves(curves, args.plot, title=f"{model.name}: boundary F1 (tolerance "
-                    f"{args.tolerance:g} px) vs Net2 iteration, {args.limit} images per set")
+        mode = overrides.get("mode", defaults.mode)
+        plot_curves(curves, args.plot, title=f"{model.name} ({mode} mode): boundary F1 "
+                    f"(tolerance {args.tolerance:g} px) vs Net2 iteration, {args.limit} images "
+                    "per set")
         print(f"wrote {args.plot}")
     return 0
 
@@ -160,7 +162,8 @@ def replot(args: argparse.Namespace) -> int:
         return 2
     table = pd.read_csv(args.from_csv, index_col="iteration")
     curves = {tuple(col.split(":", 1)): table[col].to_numpy() for col in table.columns}
-    plot_curves(curves, args.plot, title=f"{args.model}: boundary F1 (tolerance "
+    mode = args.mode or "native"
+    plot_curves(curves, args.plot, title=f"{args.model} ({mode} mode): boundary F1 (tolerance "
                 f"{args.tolerance:g} px) vs Net2 iteration, {args.limit} images per set")
     print(f"wrote {args.plot}")
     return 0
@@ -177,7 +180,7 @@ def plot_curves(curves: dict[tuple[str, str], np.ndarray], path: Path, *, title:
 
     names = list(dict.fromkeys(name for name, _ in curves))
     colours = dict(zip(names, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
     for (name, kind), f1 in curves.items():
         ax.plot(np.arange(len(f1)), f1, color=colours[name],
                 linestyle="-" if kind == "pipeline" else "--",
@@ -187,7 +190,7 @@ def plot_curves(curves: dict[tuple[str, str], np.ndarray], path: Path, *, title:
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.tight_layout()
     atomic_write(path, lambda p: fig.savefig(p, format="png"))
     plt.close(fig)
