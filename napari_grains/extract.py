@@ -122,7 +122,8 @@ class ExtractParams:
         Native mode: core size of a tile (multiple of 16) when an image is tiled.
     tile_margin : int
         Overlap added on each side of a tile and thrown away (multiple of 16, at least the
-        nets' receptive-field radius: 76 px for Net1, 59 px for Net2 of the paper).
+        nets' receptive-field radius; counting the paper's layers: at most 76 px for Net1,
+        59 px for Net2).
     max_untiled_pixels : int
         Images (padded, at working resolution) with more pixels than this are tiled.
     min_scale, max_scale : float
@@ -192,6 +193,18 @@ class ExtractParams:
             )
         if self.closing_radius < 0:
             raise GrainsError(f"closing_radius must be >= 0 (got {self.closing_radius}).")
+        if not 0 < self.min_scale <= self.max_scale:
+            raise GrainsError(
+                f"need 0 < min_scale <= max_scale (got {self.min_scale}, {self.max_scale})."
+            )
+        if self.max_working_pixels < 256:
+            raise GrainsError(
+                f"max_working_pixels must be at least 256 (got {self.max_working_pixels})."
+            )
+        if len(self.paper_size) != 2 or any(v < 16 or v % 16 for v in self.paper_size):
+            raise GrainsError(
+                f"paper_size must be two multiples of 16 (got {self.paper_size})."
+            )
         return self
 
 
