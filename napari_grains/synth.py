@@ -81,7 +81,7 @@ __all__ = [
 
 #: Version of the generator's algorithm; recorded with every pair and in model cards. Bump it
 #: when a change makes the same seed and parameters produce different pairs.
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"
 
 Range = tuple[float, float]
 SeedLike = int | np.random.SeedSequence | None
