@@ -128,6 +128,9 @@ class ExtractParams:
         Images (padded, at working resolution) with more pixels than this are tiled.
     min_scale, max_scale : float
         Bounds on the automatic scale.
+    keep_iterations : bool
+        Keep every Net2 output in :attr:`ExtractResult.iterations` (uint8, K × rows × cols
+        bytes: 200 MB for 2048² × 50). False keeps only the last, for huge images or batches.
     max_working_pixels : int
         Native mode: the scale (given or automatic) is lowered so the working image has at most
         this many pixels (64 M by default: a 2048² image at scale 4), keeping run time bounded.
@@ -156,6 +159,7 @@ class ExtractParams:
     min_scale: float = 0.25
     max_scale: float = 4.0
     max_working_pixels: int = 64 * 1024 * 1024
+    keep_iterations: bool = True
 
     @classmethod
     def authors_script(cls, **overrides: Any) -> ExtractParams:
@@ -280,7 +284,7 @@ class ExtractResult:
         Net1's initial guess in [0, 1], original size.
     iterations : ndarray of uint8, shape (K, rows, cols)
         Every Net2 output, ×255 as uint8 (bounded memory: 2048² × 50 iterations is 200 MB),
-        original size.
+        original size; only the last (K = 1) when ``params.keep_iterations`` is False.
     changes : ndarray of float64, shape (K,)
         Normalised change of each iteration (the convergence curve).
     n_iterations : int
@@ -944,6 +948,8 @@ def iter_extract(
     last = initial
     for k, y, change, conv in iter_net2(initial, model, p):
         y_o = _to_original(y, oshape)
+        if not p.keep_iterations:
+            frames.clear()
         frames.append(np.floor(y_o * 255 + 0.5).astype(np.uint8))
         changes.append(change)
         last, converged = y, conv

@@ -346,3 +346,13 @@ def test_scale_is_lowered_to_keep_the_working_image_bounded():
     assert res.params.scale == pytest.approx(2.0)
     assert res.preprocessed.shape == (128, 128)
     assert res.boundaries.shape == (64, 64)
+
+
+def test_keep_iterations_false_keeps_only_the_last_map():
+    img = _texture((64, 64))
+    full = extract(img, _Contracting(), scale=1.0, max_iterations=5, tolerance=0.0)
+    last = extract(img, _Contracting(), scale=1.0, max_iterations=5, tolerance=0.0,
+                   keep_iterations=False)
+    assert full.iterations.shape[0] == 5 and last.iterations.shape[0] == 1
+    assert np.array_equal(last.iterations[0], full.iterations[-1])
+    assert last.n_iterations == 5 and len(last.changes) == 5
