@@ -114,6 +114,9 @@ METRIC_COLUMNS = [
     "seconds",
 ]
 
+#: Columns describing the model run (NaN when scoring boundary maps from a folder).
+RUN_COLUMNS = ["n_iterations", "scale"]
+
 
 # --------------------------------------------------------------------------------------------
 # Array metrics
@@ -807,7 +810,8 @@ class EvaluationResult:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per image: ``set``, ``name`` and :data:`METRIC_COLUMNS`.
+        One row per image: ``set``, ``name``, :data:`METRIC_COLUMNS` and :data:`RUN_COLUMNS`
+        (Net2 iterations run and the scale used; NaN when scoring maps from a folder).
     summary : dict
         Means per set and overall (see :func:`summarize`), plus the settings used.
     """
@@ -859,6 +863,9 @@ def _means(df) -> dict:
     out: dict = {"n_images": len(df)}
     for col in METRIC_COLUMNS:
         out[col] = float(df[col].mean()) if len(df) else float("nan")
+    for col in RUN_COLUMNS:
+        if col in df:
+            out[col] = float(df[col].mean()) if len(df) else float("nan")
     for col in ("grain_count_error", "mean_size_error"):
         out[f"abs_{col}"] = float(df[col].abs().mean()) if len(df) else float("nan")
     return out
@@ -889,7 +896,8 @@ def format_summary(summary: dict) -> str:
     cols = [("n", "n_images", "{:d}"), ("P", "precision", "{:.3f}"), ("R", "recall", "{:.3f}"),
             ("F1", "f1", "{:.3f}"), ("Eq1 %", "eq1_accuracy", "{:.2f}"), ("VI bits", "vi", "{:.3f}"),
             ("ARI", "ari", "{:.3f}"), ("|count err|", "abs_grain_count_error", "{:.1%}"),
-            ("|size err|", "abs_mean_size_error", "{:.1%}"), ("s/img", "seconds", "{:.3f}")]
+            ("|size err|", "abs_mean_size_error", "{:.1%}"), ("iters", "n_iterations", "{:.1f}"),
+            ("s/img", "seconds", "{:.3f}")]
     rows = [(name, m) for name, m in summary["sets"].items()]
     if len(rows) > 1:
         rows.append(("all", summary["overall"]))
@@ -990,19 +998,24 @@ def iter_evaluate(
         loaded = load_model(model) if isinstance(model, (str, Path)) else model
         model_name = getattr(loaded, "name", str(model))
 
-        def run(pair: Pair) -> tuple[np.ndarray, float]:
+        def run(pair: Pair) -> tuple[np.ndarray, float, dict]:
             image = read_image(pair.image).data
             t0 = time.perf_counter()
             res = extract(image, loaded, **overrides)
-            return np.asarray(res.boundaries, bool), time.perf_counter() - t0
+            seconds = time.perf_counter() - t0
+            scale = res.params.scale
+            info = {"n_iterations": res.n_iterations,
+                    "scale": float(scale) if isinstance(scale, (int, float)) else float("nan")}
+            return np.asarray(res.boundaries, bool), seconds, info
 
     rows = []
     for i, pair in enumerate(pairs):
         gt = read_boundary_map(pair.gt)
         if run is not None:
-            pred, seconds = run(pair)
+            pred, seconds, info = run(pair)
         else:
             pred, seconds = read_boundary_map(pair.pred), float("nan")
+            info = {"n_iterations": float("nan"), "scale": float("nan")}
         if pred.shape != gt.shape:
             raise GrainsError(
                 f"{pair.set}/{pair.name}: prediction is {pred.shape[1]}×{pred.shape[0]} px but "
@@ -1010,9 +1023,9 @@ def iter_evaluate(
             )
         score = score_boundaries(pred, gt, tolerance=tolerance, min_grain_area=min_grain_area,
                                  seconds=seconds)
-        rows.append({"set": pair.set, "name": pair.name, **score.as_row()})
+        rows.append({"set": pair.set, "name": pair.name, **score.as_row(), **info})
         yield EvaluationEvent(i, len(pairs), pair, score)
-    table = pd.DataFrame(rows, columns=["set", "name", *METRIC_COLUMNS])
+    table = pd.DataFrame(rows, columns=["set", "name", *METRIC_COLUMNS, *RUN_COLUMNS])
     bench = _benchmark_info(Path(data), {p.set for p in pairs}, limited=limit is not None)
     summary = summarize(
         table,

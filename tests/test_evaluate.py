@@ -369,6 +369,7 @@ def test_evaluate_runs_a_model_and_times_it(tmp_path):
     res = evaluate(bench, model="paper", mode="paper", max_iterations=2)
     row = res.table.iloc[0]
     assert row["seconds"] > 0
+    assert row["n_iterations"] == 2  # the override reached the pipeline
     assert 0.0 <= row["precision"] <= 1.0 and 0.0 < row["recall"] <= 1.0
     assert res.summary["settings"]["model"] == "paper"
     assert res.summary["settings"]["mode"] == "paper"
