@@ -46,3 +46,72 @@ def write_emd(path: Path, data: np.ndarray, pixel_size: float, unit: str = "nm")
               "metadata": {"General": {"title": "grains"}, "Signal": {}}}
     file_writer(str(path), signal)
     return path
+
+
+# --- DigitalMicrograph 3 (Gatan's tag-tree format), the minimal tree an image needs ---------
+
+_DM_SIMPLE = {np.dtype(np.int16): 2, np.dtype(np.int32): 3, np.dtype(np.uint16): 4,
+              np.dtype(np.uint32): 5, np.dtype(np.float32): 6, np.dtype(np.float64): 7,
+              np.dtype(np.uint8): 10}
+_DM_IMAGE_TYPE = {np.dtype(np.int16): 1, np.dtype(np.float32): 2, np.dtype(np.uint8): 6,
+                  np.dtype(np.int32): 7, np.dtype(np.uint16): 10, np.dtype(np.uint32): 11,
+                  np.dtype(np.float64): 12}
+
+
+def _dm_name(name: str) -> bytes:
+    raw = name.encode("latin-1")
+    return len(raw).to_bytes(2, "big") + raw
+
+
+def _dm_group(name: str, children: list[bytes]) -> bytes:
+    return b"\x14" + _dm_name(name) + b"\x00\x01" + len(children).to_bytes(4, "big") + b"".join(
+        children)
+
+
+def _dm_data(name: str, info: list[int], payload: bytes) -> bytes:
+    head = b"%%%%" + len(info).to_bytes(4, "big") + b"".join(i.to_bytes(4, "big") for i in info)
+    return b"\x15" + _dm_name(name) + head + payload
+
+
+def _dm_scalar(name: str, value, dtype) -> bytes:
+    dt = np.dtype(dtype)
+    return _dm_data(name, [_DM_SIMPLE[dt]], np.asarray(value, dt.newbyteorder("<")).tobytes())
+
+
+def _dm_text(name: str, text: str) -> bytes:  # DM stores short texts as arrays of uint16
+    codes = np.frombuffer(text.encode("utf-16-le"), "<u2")
+    return _dm_data(name, [20, 4, len(codes)], codes.tobytes())
+
+
+def _dm_calibration(name: str, scale: float, unit: str) -> bytes:
+    return _dm_group(name, [_dm_scalar("Origin", 0.0, np.float32),
+                            _dm_scalar("Scale", scale, np.float32), _dm_text("Units", unit)])
+
+
+def write_dm3(path: Path, data: np.ndarray, pixel_size: float, unit: str = "nm") -> Path:
+    """Write a 2-D image as a little-endian DM3 file (Gatan DigitalMicrograph 3).
+
+    The tag tree holds what DigitalMicrograph writes for a plain image: ``ImageList`` → one
+    image → ``ImageData`` with ``Data``, ``DataType``, ``Dimensions`` (x, y), ``PixelDepth``
+    and ``Calibrations`` (``Brightness`` and one ``Dimension`` entry per axis, x first).
+    """
+    data = np.ascontiguousarray(data)
+    ny, nx = data.shape
+    elem = _DM_SIMPLE[data.dtype]
+    image_data = _dm_group("ImageData", [
+        _dm_group("Calibrations", [
+            _dm_calibration("Brightness", 1.0, "Counts"),
+            _dm_group("Dimension", [_dm_calibration("", pixel_size, unit),
+                                    _dm_calibration("", pixel_size, unit)]),
+        ]),
+        _dm_data("Data", [20, elem, data.size], data.astype(data.dtype.newbyteorder("<")).tobytes()),
+        _dm_scalar("DataType", _DM_IMAGE_TYPE[data.dtype], np.int32),
+        _dm_group("Dimensions", [_dm_scalar("", nx, np.int32), _dm_scalar("", ny, np.int32)]),
+        _dm_scalar("PixelDepth", data.dtype.itemsize, np.int32),
+    ])
+    image = _dm_group("", [image_data, _dm_group("ImageTags", []), _dm_text("Name", "grains")])
+    root = _dm_group("", [_dm_group("ImageList", [image])])[3:]  # the root has no tag header
+    body = root + b"\x00" * 8
+    header = (3).to_bytes(4, "big") + (len(body) + 4).to_bytes(4, "big") + (1).to_bytes(4, "big")
+    path.write_bytes(header + body)
+    return path

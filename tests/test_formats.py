@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _microscope_files import write_emd, write_mrc
+from _microscope_files import write_dm3, write_emd, write_mrc
 
 from napari_grains import formats, io
 from napari_grains.errors import GrainsError
@@ -144,3 +144,28 @@ def test_emd_written_by_rosettasciio(tmp_path, image16):
     np.testing.assert_allclose(m.data, io.to_gray_float(image16), atol=1e-6)
     assert m.pixel_size == pytest.approx(2.0) and m.unit == "nm"
     assert m.metadata["format"].startswith("EMD")
+
+
+def test_dm3_pixel_size_and_data(tmp_path, image16):
+    path = write_dm3(tmp_path / "grains.dm3", image16, pixel_size=0.5, unit="µm")
+    m = io.read_image(path)
+    np.testing.assert_allclose(m.data, io.to_gray_float(image16), atol=1e-6)
+    assert m.pixel_size == pytest.approx(500.0) and m.unit == "nm"
+    assert m.metadata["format"] == "Gatan DigitalMicrograph (DM3)"
+    assert m.metadata["title"] == "grains"
+
+
+def test_dm3_float_image_in_angstrom(tmp_path):
+    ramp = np.tile(np.linspace(-1.0, 3.0, 24, dtype=np.float32), (16, 1))
+    m = formats.read(write_dm3(tmp_path / "f.dm3", ramp, pixel_size=4.0, unit="Å"))
+    assert m.data.shape == (16, 24)
+    assert m.data[0, 0] == pytest.approx(0.0) and m.data[0, -1] == pytest.approx(1.0)
+    assert m.pixel_size == pytest.approx(0.4) and m.unit == "nm"
+
+
+def test_truncated_dm3_gives_clear_error(tmp_path, image16):
+    good = write_dm3(tmp_path / "a.dm3", image16, 1.0).read_bytes()
+    bad = tmp_path / "cut.dm3"
+    bad.write_bytes(good[:200])
+    with pytest.raises(GrainsError, match="cut.dm3"):
+        io.read_image(bad)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-from _microscope_files import write_mrc
+from _microscope_files import write_dm3, write_mrc
 
 from napari_grains import _reader, _sample_data
 from napari_grains.io import to_gray_float
@@ -144,3 +144,11 @@ def test_manifest_commands_are_unique_and_importable():
     for c in commands:
         module, attr = c["python_name"].split(":")
         assert callable(getattr(importlib.import_module(module), attr))
+
+
+def test_dm3_layer_scale(tmp_path):
+    path = write_dm3(tmp_path / "scan.dm3", np.arange(30 * 40, dtype=np.uint16).reshape(30, 40),
+                     pixel_size=2.5, unit="nm")
+    [(data, kwargs, kind)] = _reader.napari_get_reader(str(path))(str(path))
+    assert data.shape == (30, 40) and kind == "image"
+    assert kwargs["scale"] == pytest.approx((2.5, 2.5)) and kwargs["units"] == ("nm", "nm")
