@@ -25,6 +25,7 @@ Examples:
   napari-grains evaluate --make-benchmark bench/              regenerate the benchmark sets
   napari-grains evaluate --model paper --data bench/          score the paper model on all sets
   napari-grains evaluate --model paper --data bench/ --sets paper96 --limit 10
+  napari-grains evaluate --model paper --data bench/ --max-iterations 0   Net1 alone
   napari-grains evaluate --boundaries my_maps/ --data traced/ score maps made by anything
 """
 
@@ -53,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=_scale, metavar="auto|FACTOR",
                         help="native-mode image scale passed to the pipeline: a factor or "
                              "'auto' (default: the pipeline's)")
+    parser.add_argument("--max-iterations", type=int, metavar="N",
+                        help="cap on Net2 iterations passed to the pipeline (0: Net1 only)")
     parser.add_argument("--sets", metavar="NAME[,NAME]",
                         help="only these sets (of a benchmark folder, or to make)")
     parser.add_argument("--limit", type=int, metavar="N",
@@ -104,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         sets=_split(args.sets),
         mode=args.mode,
         scale=args.scale,
+        max_iterations=args.max_iterations,
     )
     result = _drive(gen, quiet=args.quiet, describe=lambda e: (
         f"{e.pair.set}/{e.pair.name} F1={e.score.boundary.f1:.3f}"))
