@@ -6,6 +6,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_extract.py --accuracy   # modes and scales vs ground truth
     .venv/bin/python benchmarks/bench_extract.py --sweep      # F1 at fixed scales
     .venv/bin/python benchmarks/bench_extract.py --estimates  # auto scale vs ground truth
+    .venv/bin/python benchmarks/bench_extract.py --profile-net2 --threads 1  # where Net2 spends
     .venv/bin/python benchmarks/bench_extract.py --calibrate  # the auto-scale target
 
 Speed: milliseconds per stage and end to end at 96×496 (the paper's size) and 2048×2048
@@ -226,6 +227,35 @@ def estimates(args: argparse.Namespace) -> None:
           f"{max(ratios):.2f} (scales at the 0.25/4 caps make 'found' meaningless)")
 
 
+def profile_net2(args: argparse.Namespace) -> None:
+    """CPU time of one Net2 pass and of its encoder convolutions at 1024²."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from napari_grains.nets import load_model
+
+    model = load_model(args.model)
+    net = model._inference_net("net2")
+    x = torch.rand(1, 1, 1024, 1024)
+    reps = 5
+    with torch.inference_mode():
+        net(x)
+        c0 = time.process_time()
+        for _ in range(reps):
+            net(x)
+        whole = (time.process_time() - c0) / reps * 1e3
+        print(f"Net2 at 1024x1024, {args.threads} thread(s): {whole:.1f} ms CPU per pass")
+        h = x
+        for i, block in enumerate(net.enc):
+            c0 = time.process_time()
+            for _ in range(reps):
+                y = block.conv(h)
+            ms = (time.process_time() - c0) / reps * 1e3
+            w = tuple(block.conv.weight.shape)
+            print(f"  encoder conv {i} {w}: {ms:.1f} ms ({100 * ms / whole:.0f} %)")
+            h = net.pool(torch.relu(y))
+
+
 def calibrate(args: argparse.Namespace) -> None:
     import torch
 
@@ -260,6 +290,7 @@ def main() -> None:
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--estimates", action="store_true")
+    ap.add_argument("--profile-net2", action="store_true")
     ap.add_argument("--one", metavar="SIZE", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
@@ -273,6 +304,8 @@ def main() -> None:
                               args.convergence)))
     elif args.accuracy:
         accuracy(args)
+    elif args.profile_net2:
+        profile_net2(args)
     elif args.estimates:
         estimates(args)
     elif args.sweep:
