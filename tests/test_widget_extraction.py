@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from napari_grains import extract as core
-from napari_grains._sample_data import synthetic_sample
+from napari_grains._sample_data import SYNTHETIC_SEED, synthetic_sample
 from napari_grains._widgets.extraction import ExtractionWidget
 from napari_grains.nets import load_model
 
@@ -19,8 +19,10 @@ TIMEOUT = 60_000
 @pytest.fixture
 def dock(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
-    for data, kwargs, kind in synthetic_sample()[:1]:
-        viewer._add_layer_from_data(data, kwargs, kind)
+    # the small 96×496 sample, given a nominal calibration to check that outputs inherit it
+    data, kwargs, _ = synthetic_sample(seed=SYNTHETIC_SEED)[0]
+    kwargs["metadata"].update(pixel_size=2.0, unit="nm", path="/data/sample.tif")
+    viewer.add_image(data, scale=(2.0, 2.0), units=("nm", "nm"), **kwargs)
     widget = ExtractionWidget(viewer)
     qtbot.addWidget(widget)
     widget.live.setChecked(False)
@@ -67,6 +69,12 @@ def test_run_all_creates_layers_matching_the_core(dock, qtbot):
     assert viewer.dims.current_step[0] == 2  # the slider follows the newest iteration
     assert len(widget.plot.changes) == 3
     assert bounds.metadata["napari_grains"]["iteration"] == 3
+    # outputs lie on the image and carry its calibration on to the measurement dock
+    for layer in (edges, initial, bounds):
+        np.testing.assert_allclose(layer.scale, (2.0, 2.0))
+    np.testing.assert_allclose(iters.scale[1:], (2.0, 2.0))
+    assert bounds.metadata["pixel_size"] == 2.0 and bounds.metadata["unit"] == "nm"
+    assert bounds.metadata["path"] == "/data/sample.tif"
 
 
 def test_slider_picks_the_iteration_to_use(dock, qtbot):
