@@ -175,3 +175,17 @@ def test_gui_command_opens_the_dock_with_the_image(make_napari_viewer, tmp_path)
     bad = tmp_path / "bad.dm3"
     bad.write_bytes(b"nope" * 50)
     assert main(["gui", str(bad)]) == 2  # clear message, no window
+
+
+def test_settings_become_extract_params(dock):
+    _, widget = dock
+    widget.mode.setCurrentText("paper")
+    widget.rule.setCurrentText("script")
+    widget.scale.setValue(0.0)
+    widget.log_t.setValue(0.002)
+    widget.canny_sigma.setValue(2.0)
+    p = widget.params()
+    assert (p.mode, p.convergence, p.scale) == ("paper", "script", "auto")
+    assert p.log_threshold == pytest.approx(0.002) and p.sobel_threshold is None
+    assert p.canny_sigma == pytest.approx(2.0) and p.canny_thresholds is None
+    assert p.max_iterations == 3 and p.tolerance == 0.0

@@ -255,8 +255,13 @@ class ExtractionWidget(QWidget):
         self.max_iter = QSpinBox()
         self.max_iter.setRange(1, 500)
         self.max_iter.setValue(50)
+        self.rule = QComboBox()
+        self.rule.addItems(list(core.CONVERGENCE_RULES))
+        self.rule.setToolTip("paper: mean |change| < tolerance; script: the authors' MATLAB "
+                             "rule (uint8 maps, only growth counts, Net1's maximum)")
         nf.addRow("threshold", self.threshold)
         nf.addRow("tolerance", self.tolerance)
+        nf.addRow("convergence", self.rule)
         nf.addRow("max iterations", self.max_iter)
         lay.addWidget(nets)
 
@@ -323,6 +328,7 @@ class ExtractionWidget(QWidget):
             threshold=float(self.threshold.value()),
             tolerance=float(self.tolerance.value()),
             max_iterations=int(self.max_iter.value()),
+            convergence=self.rule.currentText(),
             sobel_threshold=auto(self.sobel_t),
             log_sigma=float(self.log_sigma.value()),
             log_threshold=auto(self.log_t),
