@@ -497,13 +497,12 @@ class ExtractionWidget(QWidget):
             s.complete = True
         name = f"{s.image} iterations"
         new = name not in self.viewer.layers
+        # translate 1 on the iteration axis: the slider's position is the iteration number
         layer = self._show(name, s.frames[:k], self._run_layer, leading=1, colormap="magma",
-                           contrast_limits=(0, 255))
-        if new:  # the slider then reads 1..n, the iteration numbers
-            layer.translate = (1.0, *layer.translate[1:])
-            labels = self.viewer.dims.axis_labels
-            if self.viewer.dims.ndim == 3 and labels[0].lstrip("-").isdigit():
-                self.viewer.dims.axis_labels = ("Net2 iteration", *labels[1:])
+                           contrast_limits=(0, 255), first_index=1.0)
+        labels = self.viewer.dims.axis_labels
+        if new and self.viewer.dims.ndim == 3 and labels[0].lstrip("-").isdigit():
+            self.viewer.dims.axis_labels = ("Net2 iteration", *labels[1:])
         layer.metadata["changes"] = list(s.changes)
         self.viewer.dims.set_current_step(0, k - 1)
         self.plot.set(s.changes, s.params.tolerance)
@@ -604,14 +603,16 @@ class ExtractionWidget(QWidget):
         return layer
 
     def _show(self, name: str, data: np.ndarray, source, *, leading: int = 0, rgb=False,
-              **kwargs):
+              first_index: float = 0.0, **kwargs):
         """Put ``data`` in layer ``name`` (created on top of ``source`` when missing)."""
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = data
             return layer
-        return self.viewer.add_image(data, name=name, rgb=rgb, **geometry_of(source, leading),
-                                     **kwargs)
+        geo = geometry_of(source, leading)
+        if leading:
+            geo["translate"] = (first_index, *geo["translate"][1:])
+        return self.viewer.add_image(data, name=name, rgb=rgb, **geo, **kwargs)
 
 
 def _layer_or_none(viewer, name: str):
