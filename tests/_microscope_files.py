@@ -63,55 +63,77 @@ def _dm_name(name: str) -> bytes:
     return len(raw).to_bytes(2, "big") + raw
 
 
-def _dm_group(name: str, children: list[bytes]) -> bytes:
-    return b"\x14" + _dm_name(name) + b"\x00\x01" + len(children).to_bytes(4, "big") + b"".join(
-        children)
+def _dm_int(value: int, version: int) -> bytes:  # DM3 lengths are 4 bytes, DM4 lengths 8
+    return int(value).to_bytes(4 if version == 3 else 8, "big")
 
 
-def _dm_data(name: str, info: list[int], payload: bytes) -> bytes:
-    head = b"%%%%" + len(info).to_bytes(4, "big") + b"".join(i.to_bytes(4, "big") for i in info)
-    return b"\x15" + _dm_name(name) + head + payload
+def _dm_tag(kind: int, name: str, body: bytes, version: int) -> bytes:
+    size = _dm_int(len(body), version) if version == 4 else b""  # DM4 tags state their size
+    return bytes([kind]) + _dm_name(name) + size + body
 
 
-def _dm_scalar(name: str, value, dtype) -> bytes:
+def _dm_group(name: str, children: list[bytes], version: int) -> bytes:
+    body = b"\x00\x01" + _dm_int(len(children), version) + b"".join(children)
+    return _dm_tag(20, name, body, version)
+
+
+def _dm_data(name: str, info: list[int], payload: bytes, version: int) -> bytes:
+    head = b"%%%%" + _dm_int(len(info), version) + b"".join(_dm_int(i, version) for i in info)
+    return _dm_tag(21, name, head + payload, version)
+
+
+def _dm_scalar(name: str, value, dtype, version: int) -> bytes:
     dt = np.dtype(dtype)
-    return _dm_data(name, [_DM_SIMPLE[dt]], np.asarray(value, dt.newbyteorder("<")).tobytes())
+    payload = np.asarray(value, dt.newbyteorder("<")).tobytes()
+    return _dm_data(name, [_DM_SIMPLE[dt]], payload, version)
 
 
-def _dm_text(name: str, text: str) -> bytes:  # DM stores short texts as arrays of uint16
+def _dm_text(name: str, text: str, version: int) -> bytes:  # short texts: arrays of uint16
     codes = np.frombuffer(text.encode("utf-16-le"), "<u2")
-    return _dm_data(name, [20, 4, len(codes)], codes.tobytes())
+    return _dm_data(name, [20, 4, len(codes)], codes.tobytes(), version)
 
 
-def _dm_calibration(name: str, scale: float, unit: str) -> bytes:
-    return _dm_group(name, [_dm_scalar("Origin", 0.0, np.float32),
-                            _dm_scalar("Scale", scale, np.float32), _dm_text("Units", unit)])
+def _dm_calibration(name: str, scale: float, unit: str, version: int) -> bytes:
+    return _dm_group(name, [_dm_scalar("Origin", 0.0, np.float32, version),
+                            _dm_scalar("Scale", scale, np.float32, version),
+                            _dm_text("Units", unit, version)], version)
 
 
-def write_dm3(path: Path, data: np.ndarray, pixel_size: float, unit: str = "nm") -> Path:
-    """Write a 2-D image as a little-endian DM3 file (Gatan DigitalMicrograph 3).
+def write_dm(path: Path, data: np.ndarray, pixel_size: float, unit: str = "nm",
+             version: int = 3) -> Path:
+    """Write a 2-D image as a little-endian DM3 or DM4 file (Gatan DigitalMicrograph).
 
     The tag tree holds what DigitalMicrograph writes for a plain image: ``ImageList`` → one
     image → ``ImageData`` with ``Data``, ``DataType``, ``Dimensions`` (x, y), ``PixelDepth``
-    and ``Calibrations`` (``Brightness`` and one ``Dimension`` entry per axis, x first).
+    and ``Calibrations`` (``Brightness`` and one ``Dimension`` entry per axis, x first). DM4
+    differs from DM3 by 8-byte lengths and a size field after each tag's name.
     """
+    v = int(version)
     data = np.ascontiguousarray(data)
     ny, nx = data.shape
-    elem = _DM_SIMPLE[data.dtype]
+    raw = data.astype(data.dtype.newbyteorder("<")).tobytes()
     image_data = _dm_group("ImageData", [
         _dm_group("Calibrations", [
-            _dm_calibration("Brightness", 1.0, "Counts"),
-            _dm_group("Dimension", [_dm_calibration("", pixel_size, unit),
-                                    _dm_calibration("", pixel_size, unit)]),
-        ]),
-        _dm_data("Data", [20, elem, data.size], data.astype(data.dtype.newbyteorder("<")).tobytes()),
-        _dm_scalar("DataType", _DM_IMAGE_TYPE[data.dtype], np.int32),
-        _dm_group("Dimensions", [_dm_scalar("", nx, np.int32), _dm_scalar("", ny, np.int32)]),
-        _dm_scalar("PixelDepth", data.dtype.itemsize, np.int32),
-    ])
-    image = _dm_group("", [image_data, _dm_group("ImageTags", []), _dm_text("Name", "grains")])
-    root = _dm_group("", [_dm_group("ImageList", [image])])[3:]  # the root has no tag header
+            _dm_calibration("Brightness", 1.0, "Counts", v),
+            _dm_group("Dimension", [_dm_calibration("", pixel_size, unit, v),
+                                    _dm_calibration("", pixel_size, unit, v)], v),
+        ], v),
+        _dm_data("Data", [20, _DM_SIMPLE[data.dtype], data.size], raw, v),
+        _dm_scalar("DataType", _DM_IMAGE_TYPE[data.dtype], np.int32, v),
+        _dm_group("Dimensions", [_dm_scalar("", nx, np.int32, v),
+                                 _dm_scalar("", ny, np.int32, v)], v),
+        _dm_scalar("PixelDepth", data.dtype.itemsize, np.int32, v),
+    ], v)
+    image = _dm_group("", [image_data, _dm_group("ImageTags", [], v),
+                           _dm_text("Name", "grains", v)], v)
+    image_list = _dm_group("ImageList", [image], v)
+    root = b"\x00\x01" + _dm_int(1, v) + image_list  # the root group has no tag header
     body = root + b"\x00" * 8
-    header = (3).to_bytes(4, "big") + (len(body) + 4).to_bytes(4, "big") + (1).to_bytes(4, "big")
+    header = (v.to_bytes(4, "big") + _dm_int(len(body) + 4, v) + (1).to_bytes(4, "big"))
     path.write_bytes(header + body)
     return path
+
+
+def write_dm3(path: Path, data: np.ndarray, pixel_size: float, unit: str = "nm") -> Path:
+    """Write a DM3 file (see :func:`write_dm`)."""
+    return write_dm(path, data, pixel_size, unit, version=3)

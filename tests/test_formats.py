@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _microscope_files import write_dm3, write_emd, write_mrc
+from _microscope_files import write_dm, write_dm3, write_emd, write_mrc
 
 from napari_grains import formats, io
 from napari_grains.errors import GrainsError
@@ -146,12 +146,14 @@ def test_emd_written_by_rosettasciio(tmp_path, image16):
     assert m.metadata["format"].startswith("EMD")
 
 
-def test_dm3_pixel_size_and_data(tmp_path, image16):
-    path = write_dm3(tmp_path / "grains.dm3", image16, pixel_size=0.5, unit="µm")
+@pytest.mark.parametrize("version", [3, 4])
+def test_dm_pixel_size_and_data(tmp_path, image16, version):
+    path = write_dm(tmp_path / f"grains.dm{version}", image16, pixel_size=0.5, unit="µm",
+                    version=version)
     m = io.read_image(path)
     np.testing.assert_allclose(m.data, io.to_gray_float(image16), atol=1e-6)
     assert m.pixel_size == pytest.approx(500.0) and m.unit == "nm"
-    assert m.metadata["format"] == "Gatan DigitalMicrograph (DM3)"
+    assert m.metadata["format"] == f"Gatan DigitalMicrograph (DM{version})"
     assert m.metadata["title"] == "grains"
 
 
