@@ -385,3 +385,23 @@ def test_net2_fixed_point_scores_every_iteration():
     assert s.f1[0] > 0.3  # one pass of the paper's Net2 keeps most of a clean map
     with pytest.raises(GrainsError, match="n_iterations"):
         net2_fixed_point("paper", gt, n_iterations=0)
+
+
+def test_summary_means_per_set_and_overall():
+    from napari_grains.evaluate import METRIC_COLUMNS, format_summary, summarize
+
+    rows = []
+    for set_name, f1s in (("a", [1.0, 0.5]), ("b", [0.0])):
+        for i, f1 in enumerate(f1s):
+            row = dict.fromkeys(METRIC_COLUMNS, 0.0)
+            row.update(set=set_name, name=str(i), f1=f1, grain_count_error=-0.5 * (i + 1),
+                       seconds=float("nan"))
+            rows.append(row)
+    summary = summarize(pd.DataFrame(rows), tolerance=2.0)
+    assert summary["sets"]["a"]["f1"] == 0.75 and summary["sets"]["a"]["n_images"] == 2
+    assert summary["overall"]["f1"] == pytest.approx(0.5)
+    assert summary["sets"]["a"]["abs_grain_count_error"] == pytest.approx(0.75)  # |-0.5|, |-1|
+    lines = format_summary(summary).splitlines()
+    assert lines[0] == "tolerance=2.0"
+    assert [ln.split()[0] for ln in lines[3:]] == ["a", "b", "all"]
+    assert lines[3].split()[-1] == "-"  # seconds unknown, shown as '-'
