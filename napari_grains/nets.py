@@ -303,13 +303,122 @@ class _Pointwise(nn.Module):
         return torch.einsum("nchw,oc->nohw", x, self.weight) + self.bias
 
 
-def optimize_for_inference(net: nn.Module, *, channels_last: bool = True) -> nn.Module:
-    """An eval-mode copy of ``net`` for inference: batch norm fused, 1×1 convs as einsums.
+#: Smallest kernel that :func:`optimize_for_inference` runs through FFTs (few input channels).
+FFT_MIN_KERNEL = 11
+#: Most input channels of a conv that :func:`optimize_for_inference` runs through FFTs.
+FFT_MAX_IN_CHANNELS = 4
+
+
+class _FFTConv(nn.Module):
+    """A 'same' zero-padded k×k convolution with few input channels, computed with FFTs.
+
+    The same arithmetic as the ``nn.Conv2d`` it replaces (cross-correlation, zero padding
+    ``k // 2``, bias), up to float rounding (about 1e-6 of the output's magnitude). torch's CPU
+    convolution runs a 15×15 kernel on one input channel far below the machine's peak (the first
+    conv of the paper's Net2 was 57 % of a Net2 pass); here the cost is one forward transform per
+    input channel and one inverse transform per output channel, whatever the kernel size
+    (``benchmarks/bench_nets.py``). The kernels' spectra are kept for the last few image sizes.
+    """
+
+    _CACHE = 4
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.kernel = int(conv.kernel_size[0])
+        # flipped kernels: correlation = convolution with the flipped kernel
+        w = torch.flip(conv.weight.detach(), dims=(-2, -1)).clone()
+        self.register_buffer("weight_flipped", w, persistent=False)
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.register_buffer("bias", bias.clone().reshape(1, -1, 1, 1), persistent=False)
+        self._spectra: dict[tuple, torch.Tensor] = {}
+
+    @staticmethod
+    def _fast_len(n: int) -> int:
+        """Smallest 2^a·3^b·5^c·7^d >= ``n`` (sizes the FFT handles fastest)."""
+        m = n
+        while True:
+            r = m
+            for f in (2, 3, 5, 7):
+                while r % f == 0:
+                    r //= f
+            if r == 1:
+                return m
+            m += 1
+
+    def _spectrum(self, fh: int, fw: int) -> torch.Tensor:
+        w = self.weight_flipped
+        key = (fh, fw, w.device, w.dtype)
+        spec = self._spectra.pop(key, None)
+        if spec is None:
+            spec = torch.fft.rfft2(w.contiguous(), s=(fh, fw))  # (O, C, fh, fw//2+1)
+        self._spectra[key] = spec  # most recently used last
+        while len(self._spectra) > self._CACHE:
+            self._spectra.pop(next(iter(self._spectra)))
+        return spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        k, p = self.kernel, self.kernel // 2
+        # a transform of h + p points suffices: the circular wrap-around of the full
+        # convolution (h + k - 1 points) lands on outputs 0 .. p - 1, which are cut off
+        fh, fw = self._fast_len(h + p), self._fast_len(w + p)
+        spec = self._spectrum(fh, fw)
+        xf = torch.fft.rfft2(x.contiguous().to(spec.real.dtype), s=(fh, fw))  # (N, C, ...)
+        n_out = spec.shape[0]
+        out = torch.empty((x.shape[0], n_out, h, w), dtype=spec.real.dtype, device=x.device)
+        # one inverse transform per output map: torch's batched irfft2 is 1.5-3× slower than
+        # a loop over single maps on CPU (benchmarks/bench_nets.py --fft)
+        for n in range(x.shape[0]):
+            for o in range(n_out):
+                yf = (xf[n] * spec[o]).sum(0) if xf.shape[1] > 1 else xf[n, 0] * spec[o, 0]
+                # full convolution index i + p is the 'same' output i
+                out[n, o] = torch.fft.irfft2(yf, s=(fh, fw))[p : p + h, p : p + w]
+        return out.add_(self.bias)
+
+
+class _MaxPool2x2(nn.Module):
+    """``nn.MaxPool2d(2, stride=2)`` as two element-wise maxima over strided views.
+
+    The same result (floor mode: an odd last row or column is dropped); torch's CPU max-pool
+    kernel is 4-10× slower than this on few-channel maps (``benchmarks/bench_nets.py``).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+        x = x[..., :h, :w]
+        rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
+def _is_plain_pool2(mod: nn.Module) -> bool:
+    def pair(v: object) -> tuple:
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+    return (isinstance(mod, nn.MaxPool2d) and pair(mod.kernel_size) == (2, 2)
+            and pair(mod.stride) == (2, 2) and pair(mod.padding) == (0, 0)
+            and pair(mod.dilation) == (1, 1) and not mod.ceil_mode and not mod.return_indices)
+
+
+def _fft_worthwhile(conv: nn.Module) -> bool:
+    return (isinstance(conv, nn.Conv2d) and conv.kernel_size[0] == conv.kernel_size[1]
+            and conv.kernel_size[0] >= FFT_MIN_KERNEL
+            and conv.in_channels <= FFT_MAX_IN_CHANNELS
+            and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding == (conv.kernel_size[0] // 2,) * 2
+            and conv.padding_mode == "zeros")
+
+
+def optimize_for_inference(net: nn.Module, *, channels_last: bool = True,
+                           fft: bool = True) -> nn.Module:
+    """An eval-mode copy of ``net`` for inference: batch norm fused, 1×1 convs as einsums,
+    2×2 max-pools as element-wise maxima, big few-channel convs through FFTs.
 
     Computes the same function as ``net.eval()`` (up to float rounding); ``net`` is unchanged.
     With ``channels_last`` the copy's weights use torch's channels-last memory format (feed it
     channels-last inputs too); convolutions and max-pooling run faster that way on CPU
-    (``benchmarks/bench_nets.py``).
+    (``benchmarks/bench_nets.py``). With ``fft``, 'same' convolutions with big kernels
+    (``FFT_MIN_KERNEL`` and up) and few input channels (``FFT_MAX_IN_CHANNELS``) run through
+    FFTs (the 15×15 first conv of the paper's Net2: about 2-4× faster).
     """
     fast = fuse_batch_norm(net)
     for parent in list(fast.modules()):
@@ -317,6 +426,10 @@ def optimize_for_inference(net: nn.Module, *, channels_last: bool = True) -> nn.
             if (isinstance(child, nn.Conv2d) and child.kernel_size == (1, 1)
                     and child.stride == (1, 1) and child.groups == 1):
                 setattr(parent, name, _Pointwise(child))
+            elif fft and _fft_worthwhile(child):
+                setattr(parent, name, _FFTConv(child))
+            elif _is_plain_pool2(child):
+                setattr(parent, name, _MaxPool2x2())
     for p in fast.parameters():
         p.requires_grad_(False)
     if channels_last:
@@ -615,17 +728,22 @@ def list_models() -> list[str]:
     return sorted(p.name for p in MODELS_DIR.iterdir() if (p / "card.json").is_file())
 
 
-def resolve_model_path(name_or_path: str | os.PathLike = "default") -> Path:
+def resolve_model_path(name_or_path: str | os.PathLike | None = "default") -> Path:
     """Find the folder of a model given its name or a path.
 
-    ``"default"`` is ``models/default`` when that exists, else ``models/paper``. Another bare
-    name is ``models/<name>``. Anything else is a folder holding ``card.json``.
+    ``"default"`` (or None) is ``models/default`` when that exists, else ``models/paper``.
+    Another bare name is ``models/<name>``. Anything else is a folder holding ``card.json``.
 
     Raises
     ------
     GrainsError
         When nothing matches; the message lists the shipped models.
     """
+    if name_or_path is None:
+        name_or_path = "default"
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise GrainsError(f"a model is named by a string or a folder path, not "
+                          f"{type(name_or_path).__name__} {name_or_path!r}; e.g. 'paper'.")
     text = os.fspath(name_or_path)
     p = Path(text).expanduser()
     bare = bool(text) and not (os.sep in text or "/" in text or text.startswith((".", "~")))
@@ -686,7 +804,7 @@ def build_model(card: dict, *, seed: int = 0, name: str | None = None,
                       device=device)
 
 
-def load_model(name_or_path: str | os.PathLike = "default",
+def load_model(name_or_path: str | os.PathLike | None = "default",
                device: torch.device | str | None = None) -> GrainModel:
     """Load a model by name (``"paper"``, ``"default"``, ...) or from a folder.
 
@@ -696,7 +814,8 @@ def load_model(name_or_path: str | os.PathLike = "default",
     Parameters
     ----------
     name_or_path : str or path-like
-        A shipped model's name (see :func:`list_models`), ``"default"``, or a model folder.
+        A shipped model's name (see :func:`list_models`), ``"default"`` (or None), or a model
+        folder.
     device : torch.device or str, optional
         Where to put the nets (default CPU).
 
