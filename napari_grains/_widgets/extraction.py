@@ -117,7 +117,7 @@ def _preview_job(image: np.ndarray, params: core.ExtractParams, model_loader, sc
 
 
 def _run_job(image, params: core.ExtractParams, model_loader, session: _Session | None,
-             net1_key: tuple, until: str):
+             net1_key: tuple, until: str, known_scale: float | None = None):
     """Generator: Net1 (unless ``session`` has it), then Net2 and the boundaries if asked.
 
     Yields ``(kind, payload)``: ``("status", (text, fraction))``, ``("session", _Session)``,
@@ -130,8 +130,10 @@ def _run_job(image, params: core.ExtractParams, model_loader, session: _Session 
         gray = to_gray_float(image)
         p = replace(params)
         if p.mode == "native" and p.scale == "auto":
-            yield "status", ("estimating the scale…", 0.04)
-            p.scale = core.estimate_scale(gray, model, p)
+            if known_scale is None:  # the edge preview may have estimated it already
+                yield "status", ("estimating the scale…", 0.04)
+                known_scale = core.estimate_scale(gray, model, p)
+            p.scale = known_scale
         scale = float(p.scale) if p.mode == "native" else 1.0
         pre = core.preprocess(gray, p, scale=scale)
         edges = core.compute_edges(pre, p)
@@ -396,7 +398,8 @@ class ExtractionWidget(QWidget):
             if request != self._preview_id or layer_name not in self.viewer.layers:
                 return  # a newer request is on its way, or the image is gone
             rgb, thresholds, scale = out
-            self._scales[key] = scale
+            if params.mode == "native" and params.scale == "auto":
+                self._scales[key] = scale  # an estimate: the next run needs none
             self.previews_shown += 1
             self._show(f"{layer_name} edges", rgb, self.viewer.layers[layer_name], rgb=True)
             self.thresholds_label.setText(
@@ -422,7 +425,8 @@ class ExtractionWidget(QWidget):
         except GrainsError as exc:
             notify_error(exc, "extraction")
             return
-        net1_key, net2_key = _stage_keys(fingerprint(image), self.model_key(), params)
+        fp = fingerprint(image)
+        net1_key, net2_key = _stage_keys(fp, self.model_key(), params)
         s = self.session
         if s is None or s.net1_key != net1_key or s.image != layer.name:
             s = self.session = None
@@ -444,6 +448,7 @@ class ExtractionWidget(QWidget):
         # re-enters the event loop for each Net2 iteration and can hold the GUI in nested loops
         self.worker = create_worker(
             _run_job, image, params, self._model_loader(self.model_key()), s, net1_key, until,
+            self._scales.get((fp, self.model_key())),
             _connect={"errored": _reporter("extraction")}, _start_thread=False)
         self.worker.yielded.connect(self._on_yield)
         self.worker.aborted.connect(lambda: self._note("cancelled", None))
