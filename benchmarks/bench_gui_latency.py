@@ -164,6 +164,14 @@ def main(argv=None) -> int:
         shown = dock.previews_shown
         measure(app, "preview", lambda: dock.log_sigma.setValue(2.5),
                 lambda: dock.previews_shown > shown, 300, rows)
+        slot_ms: dict[str, list[float]] = {}
+        handle = dock._on_yield
+
+        def timed(item):  # GUI time of each event the worker sends (napari's updates included)
+            t = time.perf_counter()
+            handle(item)
+            slot_ms.setdefault(item[0], []).append((time.perf_counter() - t) * 1e3)
+        dock._on_yield = timed  # connected by the next run
         measure(app, "run all", dock.all_btn.click,
                 lambda: dock.worker is None and "big boundaries" in viewer.layers, 3600, rows)
 
@@ -197,6 +205,11 @@ def main(argv=None) -> int:
     for label, s, note in rows:
         print(f"{label:<14} {s['max_ms']:>11.1f} ms {s['p99_ms']:>6.1f} ms {s['work_s']:>7.1f} s"
               f"  {note}")
+    print("GUI time of the dock's handler per event of 'run all' (layer updates included):")
+    for kind, times in slot_ms.items():
+        rest = times[1:] or times
+        print(f"  {kind:<11} first {times[0]:7.1f} ms   later: median {np.median(rest):6.1f} ms, "
+              f"max {max(rest):6.1f} ms  ({len(times)} events)")
     print("core stages in a worker thread, no GUI (longest gap of a 5 ms ticker thread):")
     for label, secs, gap in gil:
         print(f"  {label:<12} {secs:6.2f} s   longest gap {gap:6.1f} ms")
