@@ -189,3 +189,10 @@ def test_settings_become_extract_params(dock):
     assert p.log_threshold == pytest.approx(0.002) and p.sobel_threshold is None
     assert p.canny_sigma == pytest.approx(2.0) and p.canny_thresholds is None
     assert p.max_iterations == 3 and p.tolerance == 0.0
+
+
+def test_dock_opens_from_napari_plugin_menu(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-grains", "Grain boundary extraction")
+    assert isinstance(widget, ExtractionWidget)
+    assert widget.model_combo.count() >= 2  # shipped models + "Browse folder…"
