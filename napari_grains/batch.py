@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import traceback
 from collections.abc import Generator, Sequence
@@ -244,7 +245,8 @@ def process_image(
                 "summary": m.summary, "outputs": {k: str(v) for k, v in outputs.items()},
                 "error": None}
     except GrainsError as exc:
-        msg = f"{name}: {exc}"
+        text = str(exc)
+        msg = text if text.startswith(name) else f"{name}: {text}"  # name it once, first
     except MemoryError:
         msg = f"{name}: out of memory; try fewer workers or a smaller image."
     except Exception as exc:  # noqa: BLE001 - a bug or odd file: report it, keep the batch going
@@ -332,6 +334,10 @@ def iter_batch(
         from napari_grains.extract import ExtractParams
 
         ExtractParams(**extract_params).validated()
+    if scheduler is None:  # a missing or corrupt model fails once, before any work
+        from napari_grains.nets import load_model
+
+        load_model(model)
     stems = _stems(files)
     kwargs = {"model": model, "extract_params": extract_params,
               "measure_params": measure_params, "pixel_size": pixel_size, "unit": unit,
@@ -481,7 +487,8 @@ def run_batch(
             rows[ev.index] = ev.row
             if ev.kind == "failed":
                 failed.append(ev)
-                bar.write(f"skipped {ev.error.splitlines()[0]}")
+                if progress:  # live note above the bar; the caller lists failures at the end
+                    bar.write(f"skipped {ev.error.splitlines()[0]}", file=sys.stderr)
     finally:
         gen.close()
         if bar is not None:

@@ -113,6 +113,11 @@ def ascii_unit(unit: str) -> str:
     return _ASCII[normalize_unit(unit)]
 
 
+#: Pixel sizes accepted, in mm per pixel: 0.1 pm (far below any TEM) to 1 m. Outside this
+#: the number or its unit is wrong, and areas in mm² would overflow or underflow to 0.
+PIXEL_SIZE_RANGE_MM = (1e-10, 1e3)
+
+
 def _check_pixel_size(pixel_size, unit) -> tuple[float | None, str | None]:
     if pixel_size is None:
         return None, None
@@ -126,6 +131,13 @@ def _check_pixel_size(pixel_size, unit) -> tuple[float | None, str | None]:
     if u is None:
         raise GrainsError(
             "a pixel size was given without its unit; say whether it is in nm, µm or mm."
+        )
+    mm = ps * unit_to_mm(u)
+    if not (PIXEL_SIZE_RANGE_MM[0] <= mm <= PIXEL_SIZE_RANGE_MM[1]):
+        raise GrainsError(
+            f"a pixel size of {ps:g} {u} ({mm:.3g} mm per pixel) is outside what any "
+            f"microscope image has ({PIXEL_SIZE_RANGE_MM[0]:g} to {PIXEL_SIZE_RANGE_MM[1]:g} "
+            "mm); check the number and its unit."
         )
     return ps, u
 
@@ -141,6 +153,9 @@ def _as_boundaries(boundaries) -> np.ndarray:
     if b.dtype != bool:
         if not np.issubdtype(b.dtype, np.number):
             raise GrainsError(f"a boundary map must be numbers or booleans, not {b.dtype}.")
+        if np.issubdtype(b.dtype, np.inexact) and not np.isfinite(b).all():
+            raise GrainsError("the boundary map contains NaN or infinite values; it should "
+                              "be 0 (bulk) and 1 or 255 (boundary).")
         vals = np.unique(b[: min(b.shape[0], 512)])
         if vals.size > 2:
             raise GrainsError(

@@ -135,6 +135,7 @@ def read_image(path: str | os.PathLike) -> Micrograph:
             "PNG, JPEG, TIFF, BMP and microscope formats (DM3/DM4, MRC, ...); "
             "export your image to one of those."
         )
+    _check_signature(p, ext)
     try:
         if ext in (".tif", ".tiff"):
             arr, pixel_size, unit, meta = _read_tiff(p)
@@ -146,11 +147,44 @@ def read_image(path: str | os.PathLike) -> Micrograph:
     except GrainsError:
         raise
     except Exception as exc:  # corrupt file: say so, never a traceback
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
         raise GrainsError(f"could not read {p.name}: the file looks corrupt or is not a "
-                          f"{ext[1:].upper()} image ({type(exc).__name__}: {exc}).") from exc
+                          f"{ext[1:].upper()} image ({type(exc).__name__}: {detail}). "
+                          "Open it in an image viewer, or export it again.") from exc
     meta.update({"dtype": str(arr.dtype), "shape": tuple(arr.shape), "format": ext[1:]})
     data = to_gray_float(arr, name=p.name)
     return Micrograph(data=data, pixel_size=pixel_size, unit=unit, path=p, metadata=meta)
+
+
+#: How files of each plain type begin (their "magic number").
+_SIGNATURES = {
+    ".png": (b"\x89PNG\r\n\x1a\n",),
+    ".jpg": (b"\xff\xd8\xff",),
+    ".jpeg": (b"\xff\xd8\xff",),
+    ".tif": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    ".tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),
+    ".bmp": (b"BM",),
+}
+
+
+def _check_signature(p: Path, ext: str) -> None:
+    """Refuse a file whose first bytes do not match its extension (a renamed or empty file)."""
+    signatures = _SIGNATURES.get(ext)
+    if not signatures:
+        return
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise GrainsError(f"could not open {p}: {exc.strerror or exc}; check its "
+                          "permissions.") from exc
+    if not head:
+        raise GrainsError(f"{p.name} is an empty file (0 bytes); copy or export it again.")
+    if not any(head.startswith(sig) for sig in signatures):
+        kind = ext[1:].upper().replace("JPEG", "JPG")
+        raise GrainsError(f"{p.name} is not a {kind} file: its content does not start like "
+                          f"one, so it is corrupt or another format (or text) renamed to "
+                          f"'{ext}'. Open it in an image viewer and export it as PNG or TIFF.")
 
 
 def _read_tiff(p: Path):

@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     params = MeasureParams(**measure_params(args)).validate()
     hist = histogram_options(args)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise GrainsError(f"--out {out} is a file; give a folder for the results.")
     summary_csv = out / "summary.csv"
     if len(files) > 1 and summary_csv.exists() and not args.overwrite:
         raise GrainsError(f"{summary_csv} exists already; use --overwrite or another --out.")
@@ -173,6 +175,10 @@ def run(args: argparse.Namespace) -> int:
             m = measure(b, pixel_size=ps, unit=unit, image=image, params=params, provenance=prov)
             m.save_all(out / stem, stem, overwrite=args.overwrite, histogram=hist)
         except GrainsError as exc:
+            if len(files) == 1:  # nothing else to go on with: one plain error line
+                text = str(exc)
+                raise GrainsError(text if text.startswith(path.name)
+                                  else f"{path.name}: {text}") from exc
             failed += 1
             print(f"skipped {path.name}: {exc}", file=sys.stderr)
             rows.append(summary_row(stem, str(path), None, status="failed", error=str(exc)))

@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
         raise GrainsError("give --out DIR: the folder for the results.")
     if args.workers is not None and args.workers < 1:
         raise GrainsError("--workers must be 1 or more.")
+    if args.out.exists() and not args.out.is_dir():
+        raise GrainsError(f"--out {args.out} is a file; give a folder for the results.")
     from napari_grains.batch import run_batch
 
     ps, unit = pixel_size(args)
@@ -103,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
         pixel_size=ps, unit=unit, histogram=histogram_options(args), workers=args.workers,
         scheduler=args.scheduler, overwrite=args.overwrite,
     )
+    if len(res.rows) == 1 and res.failed:  # a single image: one plain error line
+        raise GrainsError(res.failed[0].error.splitlines()[0]
+                          + f" (recorded in {res.summary_csv})")
     for row in res.rows:
         if row["status"] == "done":
             print(headline_text(Path(row["image"]).name, row) + f"  -> {row['output_dir']}")
@@ -138,6 +143,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from napari_grains.measure import MeasureParams, measure_labels
 
     out = Path(args.out) if args.out else Path("napari-grains-demo")
+    if out.exists() and not out.is_dir():
+        raise GrainsError(f"--out {out} is a file; give a folder for the results.")
     if (out / "summary.csv").exists() and not args.overwrite:
         raise GrainsError(f"{out} holds earlier demo results; add --overwrite or pick "
                           "another --out.")
