@@ -839,13 +839,20 @@ def load_model(name_or_path: str | os.PathLike | None = "default",
         raise _corrupt(card_path, f"unreadable card: {exc}") from exc
     if not isinstance(card, dict):
         raise _corrupt(card_path, "the card is not a JSON object")
-    model = build_model(card, name=str(card.get("name", folder.name)))
+    try:
+        model = build_model(card, name=str(card.get("name", folder.name)))
+    except (GrainsError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        why = str(exc).rstrip(".")
+        raise _corrupt(card_path, f"it does not describe the nets: {why}") from exc
     files = card.get("files", {})
+    if not isinstance(files, dict):
+        raise _corrupt(card_path, "its 'files' entry is not a JSON object")
     for key in _NETS:
         wpath = folder / f"{key}.safetensors"
         if not wpath.is_file():
             raise _corrupt(wpath, "missing")
-        expected = files.get(wpath.name, {}).get("sha256")
+        entry = files.get(wpath.name)
+        expected = entry.get("sha256") if isinstance(entry, dict) else None
         if expected is None:
             raise _corrupt(card_path, f"no sha256 recorded for {wpath.name}")
         if sha256_file(wpath) != expected:
