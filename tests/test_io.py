@@ -1,9 +1,9 @@
 """Reading micrographs into the core's convention and writing results all-or-nothing."""
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import tifffile
-import imageio.v3 as iio
 
 from napari_grains.errors import GrainsError
 from napari_grains.io import atomic_write, list_images, read_image, to_gray_float
