@@ -63,8 +63,8 @@ def test_reader_function_gives_scale_units_and_metadata(calibrated_tiff):
 
 def test_viewer_open_mrc_and_tiff_with_scale(make_napari_viewer, tmp_path, calibrated_tiff):
     viewer = make_napari_viewer()
-    mrc = write_mrc(tmp_path / "grid.mrc", np.arange(600, dtype=np.int16).reshape(20, 30), 4.0)
-    [layer] = viewer.open(str(mrc), plugin="napari-grains")
+    mrc = write_mrc(tmp_path / "GRID.MRC", np.arange(600, dtype=np.int16).reshape(20, 30), 4.0)
+    [layer] = viewer.open(str(mrc), plugin="napari-grains")  # upper-case extension
     assert layer.data.shape == (20, 30)
     np.testing.assert_allclose(layer.scale, (0.4, 0.4))
     assert str(layer.units[0]) == "nanometer"
