@@ -435,7 +435,7 @@ def _fft_worthwhile(conv: nn.Module) -> bool:
 
 
 def optimize_for_inference(net: nn.Module, *, channels_last: bool = True,
-                           fft: bool = True) -> nn.Module:
+                           fft: bool = True, pool: bool = True) -> nn.Module:
     """An eval-mode copy of ``net`` for inference: batch norm fused, 1×1 convs as einsums,
     2×2 max-pools as element-wise maxima, big few-channel convs through FFTs.
 
@@ -444,7 +444,8 @@ def optimize_for_inference(net: nn.Module, *, channels_last: bool = True,
     channels-last inputs too); convolutions and max-pooling run faster that way on CPU
     (``benchmarks/bench_nets.py``). With ``fft``, 'same' convolutions with big kernels
     (``FFT_MIN_KERNEL`` and up) and few input channels (``FFT_MAX_IN_CHANNELS``) run through
-    FFTs (the 15×15 first conv of the paper's Net2: about 2-4× faster).
+    FFTs (the 15×15 first conv of the paper's Net2: about 2-4× faster). With ``pool``, 2×2
+    max-pools become two element-wise maxima.
     """
     fast = fuse_batch_norm(net)
     for parent in list(fast.modules()):
@@ -454,7 +455,7 @@ def optimize_for_inference(net: nn.Module, *, channels_last: bool = True,
                 setattr(parent, name, _Pointwise(child))
             elif fft and _fft_worthwhile(child):
                 setattr(parent, name, _FFTConv(child))
-            elif _is_plain_pool2(child):
+            elif pool and _is_plain_pool2(child):
                 setattr(parent, name, _MaxPool2x2())
     for p in fast.parameters():
         p.requires_grad_(False)
