@@ -316,6 +316,7 @@ def iter_batch(
         Before any work: no images, or earlier results and no ``overwrite``.
     """
     from napari_grains.measure import MeasureParams
+    from napari_grains.plots import check_histogram_options
     from napari_grains.stats import combine_fields
 
     files = list_images(paths)
@@ -330,6 +331,7 @@ def iter_batch(
     if out.exists() and not out.is_dir():
         raise GrainsError(f"{out} is a file; give a folder for the results.")
     MeasureParams(**(measure_params or {})).validate()  # bad options fail before any work
+    check_histogram_options(histogram)
     if extract_params:
         from napari_grains.extract import ExtractParams
 

@@ -13,7 +13,48 @@ import numpy as np
 
 from napari_grains.errors import GrainsError
 
-__all__ = ["histogram_edges", "histogram_figure", "overlay_figure", "overlay_rgb"]
+__all__ = [
+    "check_histogram_options",
+    "histogram_edges",
+    "histogram_figure",
+    "overlay_figure",
+    "overlay_rgb",
+]
+
+#: Keyword arguments of :func:`histogram_figure` that batch and CLI histogram options may set.
+HISTOGRAM_OPTIONS = ("bins", "log", "weights")
+
+
+def check_histogram_options(options: dict | None) -> dict:
+    """Check histogram options before any work, so a batch does not fail image by image.
+
+    Parameters
+    ----------
+    options : dict or None
+        ``bins`` (int or increasing edges), ``log`` (bool), ``weights`` (``"count"`` or
+        ``"area"``), as given to :func:`histogram_figure`.
+
+    Returns
+    -------
+    dict
+        The same options (an empty dict for None).
+
+    Raises
+    ------
+    GrainsError
+        For an unknown option, a bin count below 1, edges that do not increase (or are not
+        positive on a log axis), or unknown weights.
+    """
+    opts = dict(options or {})
+    unknown = sorted(set(opts) - set(HISTOGRAM_OPTIONS))
+    if unknown:
+        raise GrainsError(f"unknown histogram option(s) {', '.join(unknown)}; use "
+                          f"{', '.join(HISTOGRAM_OPTIONS)}.")
+    histogram_edges([1.0], bins=opts.get("bins", 20), log=bool(opts.get("log", False)))
+    weights = opts.get("weights", "count")
+    if weights not in ("count", "area"):
+        raise GrainsError(f"histogram weights must be 'count' or 'area', not {weights!r}.")
+    return opts
 
 
 def histogram_edges(

@@ -174,6 +174,15 @@ def test_corrupt_model_folders_raise_grains_error(tmp_path, damage, words):
         load_model(m)
 
 
+def test_unusable_device_is_a_grains_error_and_the_model_stays_usable(tmp_path):
+    model = load_model("paper")
+    for device in ("banana", "cuda:99"):
+        with pytest.raises(GrainsError, match="cannot use device"):
+            model.to(device)
+    assert model.device.type == "cpu"
+    assert next(model.net2.parameters()).device.type == "cpu"
+
+
 def test_load_model_none_is_default_and_other_types_are_refused():
     assert load_model(None).name == load_model("default").name
     with pytest.raises(GrainsError, match="string or a folder path"):
@@ -292,6 +301,16 @@ def test_run_refuses_out_that_is_a_file_or_holds_results(tmp_path, capsys):
     assert _files(out) == {out.relative_to(out) / "summary.csv": b"earlier results\n"}
     assert main(["run", "--demo", "--out", str(f), "--quiet"]) == 2
     assert "is a file" in _error_line(capsys, "run")
+
+
+@pytest.mark.parametrize("option", [["--bins", "0"], ["--bin-edges", "3,2,1"],
+                                    ["--log-bins", "--bin-edges", "0,1,2"]])
+def test_bad_histogram_options_fail_before_any_image_is_processed(tmp_path, capsys, option):
+    iio.imwrite(tmp_path / "g.png", _micrograph())
+    rc = main(["run", str(tmp_path / "g.png"), "--out", str(tmp_path / "o"), *FAST, *option])
+    assert rc == 2
+    assert "histogram bin" in _error_line(capsys, "run")
+    assert not (tmp_path / "o").exists()
 
 
 def test_odd_size_image_keeps_its_shape_through_run(tmp_path, capsys):

@@ -79,8 +79,10 @@ def histogram_options(args: argparse.Namespace) -> dict:
         except ValueError:
             raise GrainsError(f"--bin-edges must be numbers separated by commas, got "
                               f"{args.bin_edges!r}.") from None
-    return {"bins": bins, "log": args.log_bins,
-            "weights": "area" if args.area_weighted else "count"}
+    from napari_grains.plots import check_histogram_options
+
+    return check_histogram_options({"bins": bins, "log": args.log_bins,
+                                    "weights": "area" if args.area_weighted else "count"})
 
 
 def pixel_size(args: argparse.Namespace) -> tuple[float | None, str | None]:

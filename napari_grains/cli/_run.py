@@ -150,13 +150,14 @@ def run_demo(args: argparse.Namespace) -> int:
                           "another --out.")
     samples = demo_inputs()
     base = measure_params(args)
+    hist = histogram_options(args)  # bad options fail before any work
     rows, results = [], {}
     bar = tqdm(samples.items(), unit="image", disable=args.quiet, desc="napari-grains demo")
     for stem, s in bar:
         mp = {**base, **s["measure"]}
         res = process_image(s["image"], out, stem, model=args.model,
                             extract_params=extract_params(args), measure_params=mp,
-                            histogram=histogram_options(args), overwrite=args.overwrite)
+                            histogram=hist, overwrite=args.overwrite)
         rows.append(res["row"])
         results[stem] = res
     bar.close()
