@@ -197,10 +197,10 @@ def _reader_for(module_name: str, fmt: str):
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        extra = "rosettasciio[hdf5]" if getattr(exc, "name", "") == "h5py" else "rosettasciio"
         raise GrainsError(
             f"reading {fmt} files needs RosettaSciIO's '{module_name}' plugin, which failed to "
-            f"import ({exc}); install it with: pip install --upgrade \"{extra}\""
+            f"import ({exc}); install the microscope-format extra with: "
+            f"pip install \"napari-grains[formats]\""
         ) from exc
     finally:
         logger.removeFilter(quiet)

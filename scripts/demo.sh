@@ -4,6 +4,6 @@
 # ground truth, measure the grains, export tables and plots, print the headline numbers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NAPARI_GRAINS_EXTRAS=${NAPARI_GRAINS_EXTRAS:-pyqt5} bash scripts/setup.sh
+NAPARI_GRAINS_EXTRAS=${NAPARI_GRAINS_EXTRAS:-pyqt5,formats} bash scripts/setup.sh
 OUT=${1:-napari-grains-demo}
 exec .venv/bin/napari-grains run --demo --out "$OUT" --overwrite

@@ -34,7 +34,7 @@ VPY=.venv/bin/python
 "$VPY" -m pip install -q --upgrade pip >/dev/null
 # torch first, pinned: it resolves to a local CPU wheel; an unpinned torch pulls a CUDA build.
 "$VPY" -c "import torch" 2>/dev/null || "$VPY" -m pip install -q "torch==2.13.0"
-EXTRAS=${NAPARI_GRAINS_EXTRAS:-pyqt5,test,dev}
+EXTRAS=${NAPARI_GRAINS_EXTRAS:-pyqt5,formats,test,dev}
 echo "[setup] installing napari-grains[$EXTRAS]"
 # pip's warnings about this machine's unused local index folders are noise: filter them.
 "$VPY" -m pip install -q -e ".[$EXTRAS]" 2>&1 | { grep -vE "^WARNING: Location .* is ignored" || true; }
