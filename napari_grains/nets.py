@@ -549,10 +549,25 @@ class GrainModel:
         return max(getattr(n, "multiple", 1) for n in (self.net1, self.net2))
 
     def to(self, device: torch.device | str) -> GrainModel:
-        """Move both nets to ``device`` (in place) and return self."""
-        self.device = torch.device(device)
-        self.net1.to(self.device)
-        self.net2.to(self.device)
+        """Move both nets to ``device`` (in place) and return self.
+
+        Raises
+        ------
+        GrainsError
+            When ``device`` is not a device name or this machine's torch cannot use it.
+        """
+        try:
+            dev = torch.device(device)
+            self.net1.to(dev)
+            self.net2.to(dev)
+        except (RuntimeError, AssertionError, TypeError, ValueError) as exc:
+            if hasattr(self, "device"):  # put back a net that moved before the failure
+                self.net1.to(self.device)
+                self.net2.to(self.device)
+            why = (str(exc).strip().splitlines() or [""])[0]
+            raise GrainsError(f"cannot use device {device!r}: {why}. Use 'cpu', or 'cuda' "
+                              "on a machine with an NVIDIA GPU and a CUDA build of torch.") from exc
+        self.device = dev
         self._fused.clear()
         return self
 
