@@ -52,6 +52,7 @@ def test_preview_shows_a_generated_pair_and_follows_parameters(dock, qtbot):
 def test_short_run_yields_progress_and_its_model_reaches_the_picker(dock, qtbot):
     from napari_grains._widgets.extraction import ExtractionWidget
 
+    dock._preview_timer.stop()  # no preview layers: the extraction dock would start on them
     picker = ExtractionWidget(dock.viewer)
     dock.viewer.window.add_dock_widget(picker, name="extraction")
     with qtbot.waitSignal(dock.model_saved, timeout=60000) as sig:
@@ -66,7 +67,10 @@ def test_short_run_yields_progress_and_its_model_reaches_the_picker(dock, qtbot)
     assert picker.model_combo.findText(str(dock.model_path)) >= 0
     assert picker.model_key() == str(dock.model_path)
     assert (dock.model_path / "card.json").is_file()
-    assert len(dock.ax.lines) >= 2  # loss and validation curves drawn
+    curves = dock.curve_data()["net1"]
+    assert len(curves["loss"]) >= 1 and len(curves["val_error"]) == 1
+    assert set(dock.curves.data) == {"net1", "net2"}  # what the plot shows
+    dock.curves.grab()  # paints without error
 
 
 def test_stop_keeps_best_model_and_resume_continues(dock, qtbot):

@@ -70,11 +70,16 @@ def render_histogram(measurement, *, bins: int, log: bool, weights: str) -> np.n
 
 
 def _measure_job(boundaries, image, pixel_size, unit, params, hist):
+    """Worker: measure, render the histogram, and make the display copy of the labels."""
+    from napari_grains.io import to_gray_float
     from napari_grains.measure import measure
 
-    m = measure(boundaries, pixel_size=pixel_size, unit=unit, image=image, params=params)
+    gray = to_gray_float(image) if image is not None else None
+    m = measure(boundaries, pixel_size=pixel_size, unit=unit, image=gray, params=params)
     rgba = render_histogram(m, **hist) if m.n_grains else None
-    return m, rgba
+    # napari draws uint16 labels faster than int32 (no remapping to a texture dtype)
+    shown = m.labels.astype(np.uint16) if m.n_grains < 65535 else m.labels
+    return m, rgba, shown
 
 
 def _batch_events(paths, out_dir, stop: threading.Event, **kwargs):
@@ -384,9 +389,7 @@ class MeasurementWidget(QWidget):
         image = self.image_layer
         img = None
         if image is not None and np.shape(image.data)[-2:] == boundaries.shape:
-            from napari_grains.io import to_gray_float
-
-            img = to_gray_float(np.asarray(image.data))
+            img = np.asarray(image.data)  # converted to gray float on the worker
         ps, unit = self.pixel_size()
         params = MeasureParams(min_area=self.min_area.value(),
                                include_border=self.include_border.isChecked())
@@ -396,7 +399,7 @@ class MeasurementWidget(QWidget):
         self._start(_measure_job, boundaries, img, ps, unit, params, self._hist_kwargs(),
                     on_done=lambda res: self._show(seq, layer, *res))
 
-    def _show(self, seq: int, layer, measurement, rgba) -> None:
+    def _show(self, seq: int, layer, measurement, rgba, shown) -> None:
         if seq != self._seq:
             return  # an older run finished after a newer one started
         self.measurement = measurement
@@ -406,9 +409,9 @@ class MeasurementWidget(QWidget):
         name = f"{layer.name} measured grains"
         if name in self.viewer.layers:
             grains = self.viewer.layers[name]
-            grains.data = measurement.labels
+            grains.data = shown
         else:
-            grains = self.viewer.add_labels(measurement.labels, name=name, opacity=0.5,
+            grains = self.viewer.add_labels(shown, name=name, opacity=0.5,
                                             scale=layer.scale, translate=layer.translate)
             grains.mouse_drag_callbacks.append(self._on_grain_click)
             self.viewer.layers.selection.active = layer

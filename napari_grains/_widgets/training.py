@@ -19,11 +19,9 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import QTimer, Signal
+from qtpy.QtCore import Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -189,11 +187,8 @@ class TrainingWidget(QWidget):
         self.status.setWordWrap(True)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
-        self.figure = Figure(figsize=(4, 2.6), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(200)
-        self.ax = self.figure.add_subplot(111)
-        lay.addWidget(self.canvas)
+        self.curves = CurvesWidget()
+        lay.addWidget(self.curves)
         lay.addStretch()
 
         self.preview_btn.clicked.connect(self.update_preview)
@@ -331,7 +326,7 @@ class TrainingWidget(QWidget):
                 f"{ev.stage} epoch {ev.epoch + 1}, batch {ev.batch + 1}/{ev.n_batches}, "
                 f"loss {ev.loss:.4f} — ETA {_fmt_seconds(eta)}"
             )
-            if time.perf_counter() - self._last_draw > 1.0:
+            if time.perf_counter() - self._last_draw > 0.5:
                 self.draw_curves()
         elif isinstance(ev, (train.Epoch, train.Validation)):
             self.draw_curves()
@@ -342,28 +337,31 @@ class TrainingWidget(QWidget):
         done = (0 if ev.stage == "net1" else n1) + ev.epoch + (ev.batch + 1) / ev.n_batches
         return min(1.0, done / total)
 
-    def draw_curves(self) -> None:
-        """Redraw the training loss (per step) and validation error (per epoch)."""
+    def curve_data(self) -> dict:
+        """Per stage: steps and losses, and the validation error after each epoch."""
         from napari_grains import train
 
-        self._last_draw = time.perf_counter()
-        ax = self.ax
-        ax.clear()
-        for stage, colour in (("net1", "tab:blue"), ("net2", "tab:orange")):
+        data: dict = {}
+        for stage in ("net1", "net2"):
             steps = [e for e in self.events if isinstance(e, train.Step) and e.stage == stage]
-            if steps:
-                ax.plot([e.step for e in steps], [e.loss for e in steps], color=colour,
-                        alpha=0.5, lw=0.8, label=f"{stage} loss")
             vals = [e for e in self.events
                     if isinstance(e, train.Validation) and e.stage == stage and e.epoch >= 0]
-            if vals and steps:
-                per_epoch = max(1, steps[-1].n_batches)
-                ax.plot([(v.epoch + 1) * per_epoch for v in vals], [v.error for v in vals],
-                        "o-", color=colour, label=f"{stage} val. error")
-        ax.set_xlabel("step")
-        if ax.lines:
-            ax.legend(fontsize=7)
-        self.canvas.draw_idle()
+            if not steps:
+                continue
+            per_epoch = max(1, steps[-1].n_batches)
+            offset = steps[0].step - 1 - steps[0].epoch * per_epoch  # steps of a resumed run
+            data[stage] = {
+                "step": np.array([e.step for e in steps]),
+                "loss": np.array([e.loss for e in steps]),
+                "val_step": np.array([offset + (v.epoch + 1) * per_epoch for v in vals]),
+                "val_error": np.array([v.error for v in vals]),
+            }
+        return data
+
+    def draw_curves(self) -> None:
+        """Redraw the loss and validation curves (a QPainter plot: cheap on the GUI thread)."""
+        self._last_draw = time.perf_counter()
+        self.curves.set_data(self.curve_data())
 
     def _on_returned(self, out_dir) -> None:
         from napari_grains import train
@@ -395,6 +393,77 @@ class TrainingWidget(QWidget):
                 adder(str(path))
         show_info(f"Model saved: {path}")
         self.model_saved.emit(str(path))
+
+
+_COLOURS = {"net1": "#1f77b4", "net2": "#ff7f0e"}
+
+
+class CurvesWidget(QWidget):
+    """Training loss per step and validation error per epoch, drawn with QPainter.
+
+    Plain Qt drawing of a few hundred points costs well under a millisecond, so the curves
+    follow every event without a matplotlib render on the GUI thread.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.data: dict = {}
+        self.setMinimumHeight(180)
+
+    def set_data(self, data: dict) -> None:
+        """Show ``data`` (see :meth:`TrainingWidget.curve_data`)."""
+        self.data = data
+        self.update()
+
+    def paintEvent(self, event):  # Qt API name
+        from qtpy.QtCore import QPointF, QRectF
+        from qtpy.QtGui import QColor, QPainter, QPen, QPolygonF
+
+        p = QPainter(self)
+        p.setRenderHint(QPainter.Antialiasing)
+        fg = self.palette().windowText().color()
+        w, h = self.width(), self.height()
+        left, right, top, bottom = 44, 8, 8, 34
+        plot = QRectF(left, top, max(1, w - left - right), max(1, h - top - bottom))
+        p.setPen(QPen(fg, 1))
+        p.drawRect(plot)
+        series = [(st, d) for st, d in self.data.items() if len(d["step"])]
+        if not series:
+            p.drawText(plot, Qt.AlignCenter, "loss and validation curves appear here")
+            p.end()
+            return
+        xs = np.concatenate([np.r_[d["step"], d["val_step"]] for _, d in series]).astype(float)
+        ys = np.concatenate([np.r_[d["loss"], d["val_error"]] for _, d in series]).astype(float)
+        ys = ys[np.isfinite(ys)]
+        x0, x1 = float(xs.min()), float(max(xs.max(), xs.min() + 1))
+        y0, y1 = 0.0, float(ys.max()) * 1.05 if ys.size and ys.max() > 0 else 1.0
+
+        def pt(x, y):
+            return QPointF(plot.left() + (x - x0) / (x1 - x0) * plot.width(),
+                           plot.bottom() - (y - y0) / (y1 - y0) * plot.height())
+
+        for i, (stage, d) in enumerate(series):
+            colour = QColor(_COLOURS.get(stage, "#888888"))
+            p.setPen(QPen(colour, 1.2))
+            p.drawPolyline(QPolygonF([pt(x, y) for x, y in zip(d["step"], d["loss"])
+                                      if np.isfinite(y)]))
+            p.setBrush(colour)
+            for x, y in zip(d["val_step"], d["val_error"]):
+                if np.isfinite(y):
+                    p.drawEllipse(pt(x, y), 3.5, 3.5)
+            p.setPen(QPen(colour, 1))
+            p.drawText(QPointF(plot.left() + 6 + 170 * i, plot.top() + 14),
+                       f"{stage}: loss — val. error ●")
+        p.setPen(QPen(fg, 1))
+        p.drawText(QPointF(2, plot.top() + 10), f"{y1:.3g}")
+        p.drawText(QPointF(2, plot.bottom()), "0")
+        p.drawText(QRectF(plot.left(), plot.bottom() + 2, plot.width(), 16), Qt.AlignLeft,
+                   f"{x0:.0f}")
+        p.drawText(QRectF(plot.left(), plot.bottom() + 2, plot.width(), 16), Qt.AlignRight,
+                   f"{x1:.0f}")
+        p.drawText(QRectF(plot.left(), plot.bottom() + 16, plot.width(), 16), Qt.AlignCenter,
+                   "optimiser step (per stage)")
+        p.end()
 
 
 def _fmt_seconds(s: float) -> str:
