@@ -171,3 +171,18 @@ def test_truncated_dm3_gives_clear_error(tmp_path, image16):
     bad.write_bytes(good[:200])
     with pytest.raises(GrainsError, match="cut.dm3"):
         io.read_image(bad)
+
+
+def test_missing_formats_extra_says_how_to_install(tmp_path, image16, monkeypatch):
+    """Without the 'formats' extra (RosettaSciIO), a DM/MRC file gets install advice, not a crash."""
+    write_mrc(tmp_path / "a.mrc", image16, pixel_size_angstrom=5.0)
+    real_import = formats.importlib.import_module
+
+    def no_rsciio(name, *args, **kwargs):
+        if name.startswith("rsciio"):
+            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(formats.importlib, "import_module", no_rsciio)
+    with pytest.raises(GrainsError, match=r"napari-grains\[formats\]"):
+        io.read_image(tmp_path / "a.mrc")
