@@ -93,6 +93,9 @@ def bench_training(viewer, app, quick: bool) -> dict:
     w.net2_epochs.setValue(1 if quick else 2)
     out = tempfile.mkdtemp(prefix="bench_gui_stall_")
     w.out_edit.setText(str(Path(out) / "model"))
+    # the parameter changes above schedule a preview pair: let it land before measuring
+    wait(app, lambda: "synthetic target" in viewer.layers, timeout=120)
+    wait(app, lambda: False, timeout=1.0)
     meter = StallMeter()
     meter.start()
     w.start()
@@ -126,6 +129,18 @@ def bench_measuring(viewer, app, n_grains: int, size: int) -> dict:
     return res
 
 
+def bench_baseline(viewer, app) -> dict:
+    """napari's own cost: five zoom steps of a canvas showing a 2048 x 2048 image and labels."""
+    meter = StallMeter()
+    meter.start()
+    for _ in range(5):
+        viewer.camera.zoom = viewer.camera.zoom * 1.1
+        wait(app, lambda: False, timeout=0.3)
+    res = meter.stop()
+    res["finished"] = True
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller training run")
@@ -150,24 +165,28 @@ def main(argv=None) -> int:
         viewer = napari.Viewer(show=True)
         app = QApplication.instance()
         rows.append(("measuring", bench_measuring(viewer, app, args.grains, args.size)))
+        rows.append(("baseline", bench_baseline(viewer, app)))
         viewer.close()
         viewer = napari.Viewer(show=True)
         rows.append(("training", bench_training(viewer, app, args.quick)))
         viewer.close()
+        wait(app, lambda: False, timeout=0.5)
     finally:
         if display is not None:
             display.stop()
     print(f"{'scenario':<10} {'longest stall':>14} {'99th pct':>9} {'duration':>9}  notes")
     worst = 0.0
     for name, r in rows:
-        note = (f"{r.get('n_grains', '')} grains" if name == "measuring"
-                else f"{r.get('events')} training events")
+        note = {"measuring": f"{r.get('n_grains')} grains",
+                "training": f"{r.get('events')} training events",
+                "baseline": "napari alone: 5 zoom redraws (software OpenGL under Xvfb)"}[name]
         if not r["finished"]:
             note += " (DID NOT FINISH)"
         print(f"{name:<10} {r['max_ms']:>11.1f} ms {r['p99_ms']:>6.1f} ms {r['seconds']:>7.1f} s"
               f"  {note}")
-        worst = max(worst, r["max_ms"])
-    print(f"goal: longest stall < 100 ms -> {'met' if worst < 100 else 'NOT met'}")
+        if name != "baseline":
+            worst = max(worst, r["max_ms"])
+    print(f"goal: longest stall of the docks < 100 ms -> {'met' if worst < 100 else 'NOT met'}")
     return 0
 
 
