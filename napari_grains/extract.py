@@ -642,6 +642,8 @@ def iter_net2(
     converged : bool
         True on the iteration that met the rule (the last one yielded).
     """
+    from napari_grains.nets import reuse_freed_memory
+
     p = (params or ExtractParams()).validated()
     h, w = initial.shape
     npix = h * w
@@ -651,22 +653,24 @@ def iter_net2(
         max1 = float(prev.max()) * 255.0
         prev_u8 = np.floor(prev * 255 + 0.5).astype(np.uint8)
         prev = prev_u8.astype(np.float32) / 255
-    for k in range(1, int(p.max_iterations) + 1):
-        x, _ = _pad_to(prev[None], model.multiple)
-        y = np.ascontiguousarray(_run_tiled(model.refine, x, p, model.multiple)[:h, :w])
-        if script:
-            y_u8 = np.floor(y * 255 + 0.5).astype(np.uint8)
-            grown = np.subtract(y_u8, prev_u8, dtype=np.int16).clip(min=0)
-            change = float(grown.sum(dtype=np.int64)) / (npix * max1) if max1 > 0 else 0.0
-            prev_u8 = y_u8
-            y = y_u8.astype(np.float32) / 255
-        else:
-            change = float(np.abs(y - prev).sum(dtype=np.float64)) / npix
-        converged = change < p.tolerance
-        yield k, y, change, converged
-        prev = y
-        if converged:
-            return
+    # the passes allocate and free the same big buffers: keep them mapped between passes
+    with reuse_freed_memory():
+        for k in range(1, int(p.max_iterations) + 1):
+            x, _ = _pad_to(prev[None], model.multiple)
+            y = np.ascontiguousarray(_run_tiled(model.refine, x, p, model.multiple)[:h, :w])
+            if script:
+                y_u8 = np.floor(y * 255 + 0.5).astype(np.uint8)
+                grown = np.subtract(y_u8, prev_u8, dtype=np.int16).clip(min=0)
+                change = float(grown.sum(dtype=np.int64)) / (npix * max1) if max1 > 0 else 0.0
+                prev_u8 = y_u8
+                y = y_u8.astype(np.float32) / 255
+            else:
+                change = float(np.abs(y - prev).sum(dtype=np.float64)) / npix
+            converged = change < p.tolerance
+            yield k, y, change, converged
+            prev = y
+            if converged:
+                return
 
 
 # ------------------------------------------------------------------------------------------

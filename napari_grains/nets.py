@@ -29,10 +29,15 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import hashlib
 import json
 import os
+import platform
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +63,7 @@ __all__ = [
     "optimize_for_inference",
     "paper_card",
     "resolve_model_path",
+    "reuse_freed_memory",
     "save_model",
     "sha256_file",
 ]
@@ -462,6 +468,58 @@ def optimize_for_inference(net: nn.Module, *, channels_last: bool = True,
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)
     return fast
+
+
+# glibc mallopt parameters and their defaults (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+_DEFAULT_TRIM_THRESHOLD, _DEFAULT_MMAP_MAX = 128 * 1024, 65536
+_alloc_lock = threading.Lock()
+_alloc_users = 0
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt, libc.malloc_trim  # noqa: B018 -- both must exist
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+@contextlib.contextmanager
+def reuse_freed_memory() -> Iterator[None]:
+    """While inside, the C allocator keeps freed memory for reuse instead of unmapping it.
+
+    Every Net2 pass allocates and frees the same large buffers (16 MB per map at 2048²). glibc
+    serves such blocks with ``mmap`` and returns them to the system on ``free``, so the next
+    pass pays a page fault per 4 kB page again: a third of a Net2 pass's CPU time at 2048²
+    went to the kernel (``benchmarks/bench_extract.py``). Inside this block large blocks come
+    from the heap and freed memory stays there for the next pass (the process's peak memory
+    grows by about one pass's buffers); on leaving the last such block glibc's defaults are
+    restored and the freed memory is handed back (``malloc_trim``). Nested and concurrent
+    uses are counted. Does nothing where the C library is not glibc.
+    """
+    global _alloc_users
+    libc = _glibc()
+    if libc is None:
+        yield
+        return
+    with _alloc_lock:
+        _alloc_users += 1
+        if _alloc_users == 1:
+            libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+            libc.mallopt(_M_MMAP_MAX, 0)
+    try:
+        yield
+    finally:
+        with _alloc_lock:
+            _alloc_users -= 1
+            if _alloc_users == 0:
+                libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
+                libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM_THRESHOLD)
+                libc.malloc_trim(0)
 
 
 # --------------------------------------------------------------------------------------------

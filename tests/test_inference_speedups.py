@@ -113,3 +113,28 @@ def test_net2_loop_on_tensors_matches_numpy_rule(paper):
         assert change == pytest.approx(float(np.abs(y - prev).mean(dtype=np.float64)), rel=1e-4)
         assert not conv
         prev = y
+
+
+def test_reuse_freed_memory_nests_and_restores():
+    from napari_grains import nets
+
+    assert nets._alloc_users == 0
+    with nets.reuse_freed_memory():
+        with nets.reuse_freed_memory():
+            assert nets._alloc_users == (2 if nets._glibc() is not None else 0)
+            big = np.ones((1024, 1024, 8), np.float32)          # 32 MB, served inside the block
+            assert float(big.sum()) == 1024 * 1024 * 8
+        del big
+    assert nets._alloc_users == 0
+
+
+def test_abandoned_net2_loop_restores_the_allocator(paper):
+    from napari_grains import nets
+    from napari_grains.extract import ExtractParams, iter_net2
+
+    gen = iter_net2(np.zeros((32, 48), np.float32), paper,
+                    ExtractParams(mode="native", scale=1.0, max_iterations=5, tolerance=0.0))
+    next(gen)
+    assert nets._alloc_users == (1 if nets._glibc() is not None else 0)
+    gen.close()                                                  # a GUI stopping the loop
+    assert nets._alloc_users == 0
