@@ -64,6 +64,20 @@ def timeit(fn, repeat: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
+def _fft_cases(a, fh: int, fw: int) -> dict:
+    import scipy.fft
+
+    ta = torch.from_numpy(a)
+    spec4 = torch.fft.rfft2(ta, s=(fh, fw)).expand(4, -1, -1).contiguous()
+    return {
+        "torch rfft2": lambda: torch.fft.rfft2(ta, s=(fh, fw)),
+        "scipy rfft2, 1 worker": lambda: scipy.fft.rfft2(a, s=(fh, fw), workers=1),
+        "torch irfft2, 4 maps batched": lambda: torch.fft.irfft2(spec4, s=(fh, fw)),
+        "torch irfft2, 4 maps one by one":
+            lambda: [torch.fft.irfft2(spec4[i], s=(fh, fw)) for i in range(4)],
+    }
+
+
 def fft_blocks(size: int, repeat: int) -> None:
     """CPU ms of the FFT building blocks of ``_FFTConv`` at 96×496 and size×size."""
     import numpy as np
@@ -72,18 +86,10 @@ def fft_blocks(size: int, repeat: int) -> None:
     print(f"FFT building blocks, {torch.get_num_threads()} torch threads "
           "(process CPU ms, median):")
     for h, w in ((96, 496), (size, size)):
-        fh, fw = scipy.fft.next_fast_len(h + 7, real=True), scipy.fft.next_fast_len(w + 7, real=True)
+        fh = scipy.fft.next_fast_len(h + 7, real=True)
+        fw = scipy.fft.next_fast_len(w + 7, real=True)
         a = np.random.default_rng(0).random((h, w), dtype=np.float32)
-        ta = torch.from_numpy(a)
-        spec = torch.fft.rfft2(ta, s=(fh, fw))
-        spec4 = spec.expand(4, -1, -1).contiguous()
-        cases = {
-            "torch rfft2": lambda: torch.fft.rfft2(ta, s=(fh, fw)),
-            "scipy rfft2, 1 worker": lambda: scipy.fft.rfft2(a, s=(fh, fw), workers=1),
-            "torch irfft2, 4 maps batched": lambda: torch.fft.irfft2(spec4, s=(fh, fw)),
-            "torch irfft2, 4 maps one by one":
-                lambda: [torch.fft.irfft2(spec4[i], s=(fh, fw)) for i in range(4)],
-        }
+        cases = _fft_cases(a, fh, fw)
         row = "   ".join(f"{k} {1e3 * timeit(f, repeat)[1]:7.2f}" for k, f in cases.items())
         print(f"  {h}x{w}: {row}")
 
