@@ -1,7 +1,8 @@
 """Is Net2 a stable refiner? Boundary F1 against the number of Net2 iterations (1..50).
 
 Run ``.venv/bin/python benchmarks/net2_iterations.py [--data bench_data] [--limit 3]
-[--models paper default] [--plot docs/img/net2_iterations.png]``.
+[--models paper default] [--plot docs/img/net2_iterations.png] [--json FILE]``; ``--load FILE...``
+reports and plots curves saved earlier with ``--json`` (e.g. one run per model).
 
 For each benchmark set (``napari-grains evaluate --make-benchmark bench_data``) and each model it
 scores, on the first ``--limit`` images of the set:
@@ -159,9 +160,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--plot", type=Path, help="write the curves to this PNG")
     ap.add_argument("--json", type=Path, help="write the curves to this JSON file")
+    ap.add_argument("--load", type=Path, nargs="+",
+                    help="report / plot curves saved earlier with --json instead of computing")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    results = run(a.data, a.models, a.limit, a.iterations, a.sets)
+    if a.load:
+        results = {}
+        for f in a.load:
+            for key, r in json.loads(f.read_text()).items():
+                m, s = key.split("/", 1)
+                results[(m, s)] = r
+    else:
+        results = run(a.data, a.models, a.limit, a.iterations, a.sets)
     print(report(results))
     if a.plot:
         plot(results, a.plot)

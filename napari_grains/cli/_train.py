@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--decay-factor", type=float, help="learning-rate factor (default 0.5)")
     g.add_argument("--loss", choices=["mse_dice", "mse", "bce_dice", "bce"])
     g.add_argument("--crops-per-pair", type=int, help="random crops per pair and epoch")
+    g.add_argument("--unroll", type=int, metavar="K",
+                   help="Net2: up to K no-grad applications before the trained one (default 4)")
+    g.add_argument("--unroll-prob", type=float, metavar="P",
+                   help="Net2: share of batches that are unrolled (default 0.5)")
     g.add_argument("--seed", type=int)
     g = parser.add_argument_group("validation")
     g.add_argument("--val-limit", type=int, help="validation images used (default 64)")
@@ -80,6 +84,7 @@ _MAP = {
     "decay_every": "lr_decay_every", "decay_factor": "lr_decay_factor", "loss": "loss",
     "seed": "seed", "device": "device", "threads": "threads",
     "crops_per_pair": "crops_per_pair", "val_limit": "val_limit",
+    "unroll": "net2_unroll", "unroll_prob": "net2_unroll_prob",
     "val_iterations": "net2_val_iterations",
 }
 
