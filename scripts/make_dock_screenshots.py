@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def wait(app, condition, timeout: float = 300.0) -> bool:
     t0 = time.perf_counter()
@@ -34,6 +36,24 @@ def wait(app, condition, timeout: float = 300.0) -> bool:
 
 def settle(app, seconds: float = 1.0) -> None:
     wait(app, lambda: False, timeout=seconds)
+
+
+def close_toasts(viewer) -> None:
+    """Close napari's notification pop-ups so they do not cover the screenshot."""
+    from qtpy.QtWidgets import QWidget
+
+    for w in viewer.window._qt_window.findChildren(QWidget):
+        if type(w).__name__ == "NapariQtNotification":
+            w.close()
+
+
+def zoom_left(viewer, image, fraction: float = 0.4) -> None:
+    """Show the left ``fraction`` of the (wide) TEM strip, where its grains are."""
+    viewer.reset_view()
+    rows, cols = np.shape(image.data)[-2:]
+    sy, sx = image.scale[-2:]
+    viewer.camera.center = (rows * sy / 2, cols * sx * fraction / 2)
+    viewer.camera.zoom = viewer.camera.zoom / fraction
 
 
 def main(argv=None) -> int:
@@ -57,7 +77,6 @@ def main(argv=None) -> int:
 
 def _shoot(out: Path) -> int:
     import napari
-    import numpy as np
     import torch
     from qtpy.QtWidgets import QApplication
 
@@ -91,7 +110,8 @@ def _shoot(out: Path) -> int:
     for c in (0.30, 0.36):
         corr.add_draft_point((rows * 0.5, cols * c))
     viewer.layers.selection.active = layer
-    viewer.reset_view()
+    zoom_left(viewer, image)
+    close_toasts(viewer)
     settle(app, 2)
     viewer.window.screenshot(str(out / "dock_correction.png"), canvas_only=False)
     corr.cancel_line()
@@ -100,19 +120,28 @@ def _shoot(out: Path) -> int:
     viewer.window.remove_dock_widget(dock)
 
     # measurement dock --------------------------------------------------------------------
+    # (on the synthetic sample's true boundaries: the TEM strip has only a few whole grains)
+    for lay in list(viewer.layers):
+        lay.visible = False
+    viewer.open_sample("napari-grains", "synthetic")
+    truth = next(lay for lay in viewer.layers if lay.name.endswith("ground truth"))
     meas = MeasurementWidget(viewer)
     dock = viewer.window.add_dock_widget(meas, name="Grain measurement")
-    meas.boundaries_combo.setCurrentText(layer.name)
+    meas.boundaries_combo.setCurrentText(truth.name)
+    meas.image_combo.setCurrentText("synthetic TEM")
+    meas.pixel_spin.setValue(2.0)  # as if read from the scale bar
     meas.measure()
     wait(app, lambda: meas.measurement is not None and not meas.busy)
-    meas.table_view.selectRow(2)
+    meas.table_view.selectRow(5)
+    viewer.reset_view()
+    close_toasts(viewer)
     settle(app, 2)
     viewer.window.screenshot(str(out / "dock_measurement.png"), canvas_only=False)
     viewer.window.remove_dock_widget(dock)
 
     # training dock -----------------------------------------------------------------------
-    for name in [lay.name for lay in viewer.layers]:
-        viewer.layers[name].visible = False
+    for lay in list(viewer.layers):
+        viewer.layers.remove(lay)
     train = TrainingWidget(viewer)
     dock = viewer.window.add_dock_widget(train, name="Train a model")
     train.n_pairs.setValue(32)
@@ -125,6 +154,7 @@ def _shoot(out: Path) -> int:
     train.start()
     wait(app, lambda: not train.running, timeout=900)
     viewer.reset_view()
+    close_toasts(viewer)
     settle(app, 2)
     viewer.window.screenshot(str(out / "dock_training.png"), canvas_only=False)
     viewer.close()

@@ -58,12 +58,17 @@ EXPORTS = {
 }
 
 
-def render_histogram(measurement, *, bins: int, log: bool, weights: str) -> np.ndarray:
-    """The measurement's histogram (with lognormal fit) as an RGBA array (off the GUI thread)."""
+def render_histogram(measurement, *, bins: int, log: bool, weights: str,
+                     size: tuple[int, int] = (460, 300)) -> np.ndarray:
+    """The measurement's histogram (with lognormal fit) as an RGBA array (off the GUI thread).
+
+    ``size`` is (width, height) in screen pixels, so the picture fits the dock unscaled.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     fig = measurement.histogram(bins=bins, log=log, weights=weights)
-    fig.set_size_inches(4.6, 3.0)
+    fig.set_dpi(80)
+    fig.set_size_inches(max(size[0], 240) / 80, max(size[1], 180) / 80)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba()).copy()
@@ -362,9 +367,13 @@ class MeasurementWidget(QWidget):
         ps = self.pixel_spin.value()
         return (ps, self.unit_combo.currentText()) if ps > 0 else (None, None)
 
-    def _hist_kwargs(self) -> dict:
-        return {"bins": self.bins_spin.value(), "log": self.log_check.isChecked(),
-                "weights": self.weights_combo.currentText()}
+    def _hist_kwargs(self, size: bool = True) -> dict:
+        kw = {"bins": self.bins_spin.value(), "log": self.log_check.isChecked(),
+              "weights": self.weights_combo.currentText()}
+        if size:
+            w = self.hist_label.contentsRect().width()
+            kw["size"] = (w, int(w * 0.62))
+        return kw
 
     def _start(self, fn, *args, on_done=None):
         worker = create_worker(fn, *args, _start_thread=False)
@@ -432,7 +441,11 @@ class MeasurementWidget(QWidget):
         h, w = rgba.shape[:2]
         self._hist_rgba = np.ascontiguousarray(rgba)
         qimg = QImage(self._hist_rgba.data, w, h, 4 * w, QImage.Format_RGBA8888)
-        self.hist_label.setPixmap(QPixmap.fromImage(qimg))
+        pix = QPixmap.fromImage(qimg)
+        if w > self.hist_label.contentsRect().width() > 0:  # the dock got narrower
+            pix = pix.scaledToWidth(self.hist_label.contentsRect().width(),
+                                    Qt.SmoothTransformation)
+        self.hist_label.setPixmap(pix)
 
     def rerender_histogram(self) -> None:
         """Redraw the histogram with the current bin controls (on a worker)."""
@@ -522,7 +535,7 @@ class MeasurementWidget(QWidget):
         target = Path(path)
         if target.exists() and not self.ask_overwrite(target):
             return
-        kwargs = self._hist_kwargs() if kind.startswith("histogram") else {}
+        kwargs = self._hist_kwargs(size=False) if kind.startswith("histogram") else {}
         fn = getattr(self.measurement, method)
         self._start(lambda: fn(target, overwrite=True, **kwargs),
                     on_done=lambda p: show_info(f"Saved {p}"))

@@ -423,7 +423,7 @@ class CurvesWidget(QWidget):
         p.setRenderHint(QPainter.Antialiasing)
         fg = self.palette().windowText().color()
         w, h = self.width(), self.height()
-        left, right, top, bottom = 44, 8, 8, 34
+        left, right, top, bottom = 44, 8, 8, 50
         plot = QRectF(left, top, max(1, w - left - right), max(1, h - top - bottom))
         p.setPen(QPen(fg, 1))
         p.drawRect(plot)
@@ -452,8 +452,8 @@ class CurvesWidget(QWidget):
                 if np.isfinite(y):
                     p.drawEllipse(pt(x, y), 3.5, 3.5)
             p.setPen(QPen(colour, 1))
-            p.drawText(QPointF(plot.left() + 6 + 170 * i, plot.top() + 14),
-                       f"{stage}: loss — val. error ●")
+            p.drawText(QPointF(plot.left() + 170 * i, plot.bottom() + 46),
+                       f"{stage}: loss (line), val. error (dots)")
         p.setPen(QPen(fg, 1))
         p.drawText(QPointF(2, plot.top() + 10), f"{y1:.3g}")
         p.drawText(QPointF(2, plot.bottom()), "0")
