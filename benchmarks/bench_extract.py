@@ -7,6 +7,7 @@ Run from the repository root::
     .venv/bin/python benchmarks/bench_extract.py --sweep      # F1 at fixed scales
     .venv/bin/python benchmarks/bench_extract.py --estimates  # auto scale vs ground truth
     .venv/bin/python benchmarks/bench_extract.py --profile-net2 --threads 1  # where Net2 spends
+    .venv/bin/python benchmarks/bench_extract.py --changes    # Net2 convergence curve, 96×496
     .venv/bin/python benchmarks/bench_extract.py --calibrate  # the auto-scale target
 
 Speed: milliseconds per stage and end to end at 96×496 (the paper's size) and 2048×2048
@@ -283,6 +284,28 @@ def calibrate(args: argparse.Namespace) -> None:
     print(f"  Net1 map > threshold: median {np.median(net1):.1f}  ({np.round(net1, 1)})")
 
 
+def changes(args: argparse.Namespace) -> None:
+    """The Net2 convergence curve at 96×496 (paper mode): does anything waste iterations?"""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from napari_grains.extract import ExtractParams, extract
+    from napari_grains.nets import load_model
+
+    model = load_model(args.model)
+    img = _image("96x496")
+    for rule in ("paper", "script"):
+        res = extract(img, model, ExtractParams(mode="paper", convergence=rule,
+                                                max_iterations=args.max_iterations))
+        steps = np.diff(res.iterations.astype(np.int16), axis=0)
+        # pixels whose value went up then down (or down then up) on consecutive passes
+        reversing = ((steps[1:] * steps[:-1]) < 0).mean(axis=(1, 2))
+        print(f"rule {rule!r}: {res.n_iterations} iterations, converged {res.converged}")
+        print("  change per iteration:", " ".join(f"{c:.4f}" for c in res.changes))
+        print("  fraction of pixels reversing direction (iteration 3 on):",
+              " ".join(f"{r:.3f}" for r in reversing))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -291,6 +314,7 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--estimates", action="store_true")
     ap.add_argument("--profile-net2", action="store_true")
+    ap.add_argument("--changes", action="store_true")
     ap.add_argument("--one", metavar="SIZE", help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
@@ -306,6 +330,8 @@ def main() -> None:
         accuracy(args)
     elif args.profile_net2:
         profile_net2(args)
+    elif args.changes:
+        changes(args)
     elif args.estimates:
         estimates(args)
     elif args.sweep:
