@@ -100,6 +100,8 @@ class BatchResult:
         Over the measured images (two or more).
     summary_csv : Path
     out_dir : Path
+    warnings : list of str
+        ``"<image name>: <warning>"`` for measured images whose summary carries warnings.
     """
 
     rows: list
@@ -107,6 +109,7 @@ class BatchResult:
     field_statistics: dict | None
     summary_csv: Path
     out_dir: Path
+    warnings: list = field(default_factory=list)
 
 
 def summary_row(stem: str, image: str, summary: dict | None, *, status: str = "done",
@@ -473,6 +476,7 @@ def run_batch(
     gen = iter_batch(paths, out_dir, **kwargs)
     rows: dict[int, dict] = {}
     failed = []
+    warnings: list[str] = []
     bar = None
     fs = None
     try:
@@ -487,6 +491,8 @@ def run_batch(
                            desc="napari-grains run")
             bar.update(1)
             rows[ev.index] = ev.row
+            for w in (ev.summary or {}).get("warnings", []):
+                warnings.append(f"{Path(ev.path).name}: {w}")
             if ev.kind == "failed":
                 failed.append(ev)
                 if progress:  # live note above the bar; the caller lists failures at the end
@@ -496,5 +502,6 @@ def run_batch(
         if bar is not None:
             bar.close()
     return BatchResult(rows=[rows[i] for i in sorted(rows)], failed=failed, field_statistics=fs,
-                       summary_csv=Path(out_dir) / "summary.csv", out_dir=Path(out_dir))
+                       summary_csv=Path(out_dir) / "summary.csv", out_dir=Path(out_dir),
+                       warnings=warnings)
 

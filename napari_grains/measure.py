@@ -427,10 +427,30 @@ def measure_labels(
     if p.line_axis is not None:
         summary["interconnect"] = interconnect_statistics(lab, axis=p.line_axis,
                                                           pixel_size=ps, unit=u)
+    summary["warnings"] = _warnings(lab, p)
     return Measurement(
         labels=lab, table=table, summary=summary, pixel_size=ps, unit=u, image=image,
         boundaries=boundaries, params=p, provenance=provenance or {},
     )
+
+
+#: Above this share of label-0 pixels (boundaries plus grains dropped as too small), the
+#: grains measured no longer describe the image: a warning goes into the summary.
+MAX_UNMEASURED_FRACTION = 0.5
+
+
+def _warnings(labels: np.ndarray, p: MeasureParams) -> list[str]:
+    """Plain-language warnings about a measurement that may not describe the image."""
+    out = []
+    unmeasured = float(np.mean(labels == 0)) if labels.size else 0.0
+    if unmeasured > MAX_UNMEASURED_FRACTION:
+        out.append(
+            f"{100 * unmeasured:.0f} % of the image is boundary or grains dropped as smaller "
+            f"than min_area ({p.min_area} px), so the sizes and ASTM numbers describe only "
+            "part of it; if the grains are tiny, lower min_area (--min-area), otherwise check "
+            "the boundary map."
+        )
+    return out
 
 
 def measure(

@@ -130,6 +130,20 @@ def test_api_refuses_nan_boundary_maps_and_absurd_pixel_sizes():
     assert h["n_grains"] > 0 and np.isfinite(h["G_planimetric"])
 
 
+def test_tiny_grains_dropped_by_min_area_are_warned_about(tmp_path, capsys):
+    # with the default min_area (10 px) the 9-px grains vanish and the rest is mostly
+    # boundary: the numbers would describe a tenth of the image, so the user is told
+    iio.imwrite(tmp_path / "tiny.png", _grid_boundaries(cell=4))
+    args = ["measure", str(tmp_path / "tiny.png"), "--close-gaps", "0"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: tiny.png:" in err and "--min-area" in err
+    summary = json.loads((tmp_path / "a" / "tiny" / "tiny_summary.json").read_text())
+    assert "min_area" in summary["summary"]["warnings"][0]
+    assert main([*args, "--min-area", "1", "--out", str(tmp_path / "b")]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_tiny_grains_are_measured_when_min_area_allows():
     # 3x3-px grains on a 4-px grid: 16 x 24 cells; inside ones have area 9, ECD sqrt(4 * 9 / pi)
     # (at the border the grid line at row/column 0 separates nothing and joins its grain)

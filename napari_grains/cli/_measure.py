@@ -186,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
             rows.append(summary_row(stem, str(path), None, status="failed", error=str(exc)))
             continue
         print(headline_text(path.name, m.headline()) + f"  -> {out / stem}")
+        for w in m.summary.get("warnings", []):
+            print(f"warning: {path.name}: {w}", file=sys.stderr)
         rows.append(summary_row(stem, str(path), m.summary,
                                 extra={"pixel_size_source": source, "output_dir": str(out / stem)}))
         summaries.append(m.summary)

@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     for row in res.rows:
         if row["status"] == "done":
             print(headline_text(Path(row["image"]).name, row) + f"  -> {row['output_dir']}")
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     for ev in res.failed:
         print(f"FAILED {ev.error}", file=sys.stderr)
     print(f"summary: {res.summary_csv} ({len(res.rows) - len(res.failed)} measured, "
