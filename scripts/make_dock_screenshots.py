@@ -129,10 +129,12 @@ def _shoot(out: Path) -> int:
     dock = viewer.window.add_dock_widget(meas, name="Grain measurement")
     meas.boundaries_combo.setCurrentText(truth.name)
     meas.image_combo.setCurrentText("synthetic TEM")
-    meas.pixel_spin.setValue(2.0)  # as if read from the scale bar
     meas.measure()
     wait(app, lambda: meas.measurement is not None and not meas.busy)
-    meas.table_view.selectRow(5)
+    table = meas.measurement.table  # highlight the grain nearest the image centre
+    rows, cols = meas.measurement.labels.shape
+    d2 = (table["centroid-0"] - rows / 2) ** 2 + (table["centroid-1"] - cols / 2) ** 2
+    meas.select_grain(int(table["label"].iloc[int(np.argmin(d2.to_numpy()))]))
     viewer.reset_view()
     close_toasts(viewer)
     settle(app, 2)

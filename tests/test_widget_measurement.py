@@ -48,6 +48,14 @@ def test_pixel_size_comes_from_metadata_and_warns_when_missing(dock):
     dock.pixel_spin.setValue(0)
     assert dock.pixel_size() == (None, None)
     assert "No pixel size" in dock.pixel_warning.text()
+    # a value the user types survives layers being added (e.g. the measured grains layer)
+    dock.pixel_spin.setValue(1.25)
+    dock.viewer.add_labels(np.zeros((4, 4), np.uint8), name="another layer")
+    assert dock.pixel_size() == (1.25, "nm")
+    # choosing another image reads that image's pixel size
+    dock.viewer.add_image(np.zeros((4, 4)), name="uncalibrated")
+    dock.image_combo.setCurrentText("uncalibrated")
+    assert dock.pixel_size() == (None, None)
 
 
 def test_table_matches_the_core_for_the_same_boundaries(dock, qtbot):

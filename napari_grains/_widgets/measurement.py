@@ -181,6 +181,7 @@ class MeasurementWidget(QWidget):
         self._batch_worker = None
         self._batch_stop = threading.Event()
         self.batch_events: list = []
+        self._pixel_source: str | None = None
         self._build()
         self._timer = QTimer(self, singleShot=True, interval=MEASURE_DEBOUNCE_MS)
         self._timer.timeout.connect(self.measure)
@@ -303,7 +304,8 @@ class MeasurementWidget(QWidget):
             if current in names:
                 combo.setCurrentText(current)
             combo.blockSignals(False)
-        self._pixel_from_image()
+        if self.image_combo.currentText() != self._pixel_source:
+            self._pixel_from_image()  # only for a new image: keep a pixel size the user typed
         self._watch_boundaries()
 
     def _layer(self, combo):
@@ -320,6 +322,7 @@ class MeasurementWidget(QWidget):
         return self._layer(self.image_combo)
 
     def _pixel_from_image(self, *args) -> None:
+        self._pixel_source = self.image_combo.currentText()
         image = self.image_layer
         meta = image.metadata if image is not None else {}
         ps, unit = meta.get("pixel_size"), meta.get("unit")

@@ -452,8 +452,9 @@ class CurvesWidget(QWidget):
                 if np.isfinite(y):
                     p.drawEllipse(pt(x, y), 3.5, 3.5)
             p.setPen(QPen(colour, 1))
-            p.drawText(QPointF(plot.left() + 170 * i, plot.bottom() + 46),
-                       f"{stage}: loss (line), val. error (dots)")
+            p.drawText(QRectF(plot.left(), plot.bottom() + 32, plot.width(), 16),
+                       Qt.AlignLeft if i == 0 else Qt.AlignRight,
+                       f"{stage}: — loss  ● val. error")
         p.setPen(QPen(fg, 1))
         p.drawText(QPointF(2, plot.top() + 10), f"{y1:.3g}")
         p.drawText(QPointF(2, plot.bottom()), "0")
