@@ -377,3 +377,34 @@ def test_train_help_works(capsys):
         main(["train", "--help"])
     assert info.value.code == 0
     assert "usage: napari-grains train" in capsys.readouterr().out
+
+
+EXTRACT_FAST = FAST[:-2]  # extract has no --workers
+
+
+def test_extract_refuses_a_file_as_out_and_survives_an_unexpected_error(tmp_path, capsys,
+                                                                         monkeypatch):
+    iio.imwrite(tmp_path / "g.png", _micrograph())
+    iio.imwrite(tmp_path / "h.png", _micrograph())
+    f = tmp_path / "file"
+    f.write_text("keep")
+    assert main(["extract", str(tmp_path / "g.png"), "--out", str(f), *EXTRACT_FAST]) == 2
+    assert "is a file" in _error_line(capsys, "extract")
+    assert f.read_text() == "keep"
+
+    import napari_grains.extract as core_extract
+
+    real = core_extract.extract
+
+    def flaky(mg, *a, **k):  # a bug hitting one image must not end the batch
+        if mg.path.name == "g.png":
+            raise RuntimeError("boom")
+        return real(mg, *a, **k)
+
+    monkeypatch.setattr(core_extract, "extract", flaky)
+    out = tmp_path / "o"
+    assert main(["extract", str(tmp_path / "g.png"), str(tmp_path / "h.png"), "--out", str(out),
+                 *EXTRACT_FAST]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "unexpected RuntimeError: boom" in err
+    assert (out / "h_boundaries.png").is_file() and not (out / "g_boundaries.png").exists()

@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
             f"several inputs share the name(s) {', '.join(dupes)}; their results would overwrite "
             "each other. Run them into different --out folders."
         )
+    if args.out.exists() and not args.out.is_dir():
+        raise GrainsError(f"--out {args.out} is a file; give a folder for the results.")
     model = load_model(args.model, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -156,13 +158,16 @@ def run(args: argparse.Namespace) -> int:
                 )
         except GrainsError as exc:
             failed.append((path, str(exc)))
-            tqdm.write(f"{path.name}: error: {exc}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - one image's bug must not end the batch
+            failed.append((path, f"unexpected {type(exc).__name__}: {exc}"))
         bar.update(1)
     bar.close()
+    if len(paths) == 1 and failed:
+        raise GrainsError(failed[0][1])
     if failed:
-        print(f"napari-grains extract: {len(failed)} of {len(paths)} image(s) failed:",
-              file=sys.stderr)
+        print(f"napari-grains extract: {len(failed)} of {len(paths)} image(s) failed "
+              "(the others' results are written):", file=sys.stderr)
         for p, msg in failed:
             print(f"  {p}: {msg}", file=sys.stderr)
-        return 1
+        return 2 if len(failed) == len(paths) else 1
     return 0
