@@ -611,9 +611,13 @@ def run_net1(edges: EdgeStack | np.ndarray, model: GrainModel,
     rgb = edges.rgb if isinstance(edges, EdgeStack) else np.asarray(edges)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise GrainsError(f"edge stack must be (rows, cols, 3); got {rgb.shape}.")
+    from napari_grains.nets import reuse_freed_memory
+
     x = np.transpose(rgb, (2, 0, 1)).astype(np.float32)
     x, (h, w) = _pad_to(x, model.multiple)
-    y = _run_tiled(model.initial_guess, x, p, model.multiple)
+    # Net1's layers free big maps that the next layers allocate again: keep them mapped
+    with reuse_freed_memory():
+        y = _run_tiled(model.initial_guess, x, p, model.multiple)
     return np.ascontiguousarray(y[:h, :w])
 
 
