@@ -72,19 +72,33 @@ def test_table_matches_the_core_for_the_same_boundaries(dock, qtbot):
     assert dock.hist_label.pixmap() is not None and not dock.hist_label.pixmap().isNull()
 
 
+def highlighted(dock, shape):
+    """The full-size mask the highlight layer shows (it holds only the grain's box)."""
+    hl = dock.highlight_layer
+    r0, c0 = (np.asarray(hl.translate) / np.asarray(hl.scale)).round().astype(int)
+    full = np.zeros(shape, bool)
+    full[r0 : r0 + hl.data.shape[0], c0 : c0 + hl.data.shape[1]] = hl.data != 0
+    return full
+
+
 def test_row_selection_highlights_grain_and_click_selects_row(dock, qtbot):
     m = measured(qtbot, dock)
-    grains = dock.grains_layer
-    np.testing.assert_array_equal(grains.data, m.labels)
     dock.table_view.selectRow(7)
-    label = int(m.table["label"].iloc[7])
-    assert grains.selected_label == label and grains.show_selected_label
-    # click inside another grain: its row becomes the selection
+    label = int(m.table["label"].iloc[7])  # rows start in the core's order
+    assert dock.selected_labels() == [label]
+    np.testing.assert_array_equal(highlighted(dock, m.labels.shape), m.labels == label)
+    # click inside another grain: its row becomes the selection and its grain is highlighted
     target = int(m.labels[50, 90])
     click = SimpleNamespace(type="mouse_press", position=(50.0, 90.0))
-    dock._on_grain_click(grains, click)
+    dock._on_click(dock.viewer, click)
     assert dock.selected_labels() == [target]
-    assert grains.selected_label == target
+    np.testing.assert_array_equal(highlighted(dock, m.labels.shape), m.labels == target)
+    # no selection: no highlight; while painting, clicks are left to the brush
+    dock.table_view.clearSelection()
+    assert not dock.highlight_layer.visible
+    dock.viewer.layers["boundaries"].mode = "paint"
+    dock._on_click(dock.viewer, click)
+    assert dock.selected_labels() == []
 
 
 def test_sorting_keeps_selection_mapping(dock, qtbot):

@@ -2,9 +2,10 @@
 
 Measuring runs :func:`napari_grains.measure.measure` on a worker, and the histogram is rendered
 there too (matplotlib Agg to an RGBA buffer), so the GUI thread only swaps in results. The
-per-grain table is a Qt model over the core's pandas table (no copy per cell); selecting rows
-highlights those grains in a ``<boundaries> measured grains`` Labels layer, and clicking a grain
-in that layer selects its row. The measurement reruns, debounced, after every edit of the
+per-grain table is a Qt model over the core's pandas table (no copy per cell); selecting a row
+highlights its grain in a small ``<boundaries> selected grain`` layer (its bounding box only, so
+the highlight never re-uploads a full-size image), and clicking a grain in the viewer selects
+its row. The measurement reruns, debounced, after every edit of the
 boundaries layer. Exports call the core's ``Measurement.to_*`` methods and never overwrite a
 file without asking. *Run on folder* drives :func:`napari_grains.batch.iter_batch` with a
 progress bar and Cancel.
@@ -75,16 +76,14 @@ def render_histogram(measurement, *, bins: int, log: bool, weights: str,
 
 
 def _measure_job(boundaries, image, pixel_size, unit, params, hist):
-    """Worker: measure, render the histogram, and make the display copy of the labels."""
+    """Worker: measure and render the histogram."""
     from napari_grains.io import to_gray_float
     from napari_grains.measure import measure
 
     gray = to_gray_float(image) if image is not None else None
     m = measure(boundaries, pixel_size=pixel_size, unit=unit, image=gray, params=params)
     rgba = render_histogram(m, **hist) if m.n_grains else None
-    # napari draws uint16 labels faster than int32 (no remapping to a texture dtype)
-    shown = m.labels.astype(np.uint16) if m.n_grains < 65535 else m.labels
-    return m, rgba, shown
+    return m, rgba
 
 
 def _batch_events(paths, out_dir, stop: threading.Event, **kwargs):
@@ -182,11 +181,13 @@ class MeasurementWidget(QWidget):
         self._batch_stop = threading.Event()
         self.batch_events: list = []
         self._pixel_source: str | None = None
+        self._measured_layer = None
         self._build()
         self._timer = QTimer(self, singleShot=True, interval=MEASURE_DEBOUNCE_MS)
         self._timer.timeout.connect(self.measure)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.viewer.mouse_drag_callbacks.append(self._on_click)
         self._refresh_layers()
 
     # ------------------------------------------------------------------ UI
@@ -218,8 +219,10 @@ class MeasurementWidget(QWidget):
         row = QHBoxLayout()
         self.measure_btn = QPushButton("Measure")
         self.auto_check = QCheckBox("update after edits", checked=True)
+        self.pick_check = QCheckBox("click selects grain", checked=True)
         row.addWidget(self.measure_btn)
         row.addWidget(self.auto_check)
+        row.addWidget(self.pick_check)
         lay.addLayout(row)
         self.summary = QLabel("Not measured yet.")
         self.summary.setWordWrap(True)
@@ -411,31 +414,23 @@ class MeasurementWidget(QWidget):
         self._start(_measure_job, boundaries, img, ps, unit, params, self._hist_kwargs(),
                     on_done=lambda res: self._show(seq, layer, *res))
 
-    def _show(self, seq: int, layer, measurement, rgba, shown) -> None:
+    def _show(self, seq: int, layer, measurement, rgba) -> None:
         if seq != self._seq:
             return  # an older run finished after a newer one started
         self.measurement = measurement
         self.summary.setText(summary_text(measurement))
         self.model.set_table(measurement.table)
         self._set_histogram(rgba)
-        name = f"{layer.name} measured grains"
-        if name in self.viewer.layers:
-            grains = self.viewer.layers[name]
-            grains.data = shown
-        else:
-            grains = self.viewer.add_labels(shown, name=name, opacity=0.5,
-                                            scale=layer.scale, translate=layer.translate)
-            grains.mouse_drag_callbacks.append(self._on_grain_click)
-            self.viewer.layers.selection.active = layer
+        self._measured_layer = layer
+        self._on_rows_selected()  # the old highlight belongs to the old labels
         for btn in self.export_buttons.values():
             btn.setEnabled(measurement.n_grains > 0)
 
     @property
-    def grains_layer(self):
-        """The Labels layer of the measured grains (highlight and click target), or None."""
-        layer = self.boundaries_layer
-        name = f"{layer.name} measured grains" if layer is not None else ""
-        return layer_named(self.viewer, name)
+    def highlight_layer(self):
+        """The small Labels layer outlining the selected grain, or None."""
+        layer = self._measured_layer
+        return layer_named(self.viewer, f"{layer.name} selected grain") if layer else None
 
     def _set_histogram(self, rgba) -> None:
         if rgba is None:
@@ -475,15 +470,32 @@ class MeasurementWidget(QWidget):
         return [int(labels[r]) for r in sorted(rows)]
 
     def _on_rows_selected(self, *args) -> None:
-        grains = self.grains_layer
-        labels = self.selected_labels()
-        if grains is None:
+        """Show the selected grain as a small layer: only its bounding box is sent to napari
+        (re-colouring a full-size label image for a highlight stalls the GUI)."""
+        layer, labels = self._measured_layer, self.selected_labels()
+        hl = self.highlight_layer
+        if layer is None or not labels:
+            if hl is not None:
+                hl.visible = False
             return
-        if labels:
-            grains.selected_label = labels[0]
-            grains.show_selected_label = True
+        mask = self.measurement.labels == labels[0]
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        crop = mask[r0:r1, c0:c1].astype(np.uint8)
+        scale = np.asarray(layer.scale[-2:], float)
+        translate = np.asarray(layer.translate[-2:], float) + scale * (r0, c0)
+        if hl is None:
+            from napari.utils.colormaps import DirectLabelColormap
+
+            hl = self.viewer.add_labels(
+                crop, name=f"{layer.name} selected grain", scale=scale, translate=translate,
+                opacity=0.7,
+                colormap=DirectLabelColormap(color_dict={None: "transparent", 1: "yellow"}))
+            self.viewer.layers.selection.active = layer
         else:
-            grains.show_selected_label = False
+            hl.data = crop
+            hl.translate = translate
+            hl.visible = True
 
     def select_grain(self, label: int) -> bool:
         """Select the table row of grain ``label``; False when no such grain is listed."""
@@ -497,8 +509,12 @@ class MeasurementWidget(QWidget):
         self.table_view.scrollTo(index)
         return True
 
-    def _on_grain_click(self, layer, event) -> None:
-        if event.type != "mouse_press" or self.measurement is None:
+    def _on_click(self, viewer, event) -> None:
+        """A click on the image selects the grain's row (not while painting or filling)."""
+        layer = self._measured_layer
+        if (event.type != "mouse_press" or self.measurement is None or layer is None
+                or not self.pick_check.isChecked()
+                or getattr(layer, "mode", "pan_zoom") not in ("pan_zoom", "transform")):
             return
         r, c = (round(v) for v in np.asarray(layer.world_to_data(event.position))[-2:])
         labels = self.measurement.labels
