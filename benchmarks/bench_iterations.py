@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             pipe, fixed = [], []
             for pair in chosen:
-                gt = read_boundary_map(pair.gt)
+                gt = read_boundary_map(pair.gt, pair.gt_polarity)
                 res = extract(read_image(pair.image).data, model, **overrides)
                 stack = [res.initial, *res.iterations]
                 pipe.append(score_iterations(stack, gt, tolerance=args.tolerance,

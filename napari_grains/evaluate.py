@@ -689,6 +689,9 @@ class Pair:
         The micrograph (needed with a model).
     pred : Path or None
         A boundary map made by anything (``--boundaries``).
+    gt_polarity : str
+        How to read the ground truth (see :func:`read_boundary_map`): ``"bright"`` for
+        synthetic ``targets/``, ``"auto"`` for traced ``ground_truth/`` or ``boundaries/``.
     """
 
     set: str
@@ -696,6 +699,7 @@ class Pair:
     gt: Path
     image: Path | None = None
     pred: Path | None = None
+    gt_polarity: str = "bright"
 
 
 def _stems(folder: Path) -> dict[str, Path]:
@@ -768,7 +772,8 @@ def find_pairs(data: str | Path, *, boundaries: str | Path | None = None,
                 continue
             if pred_root is not None and pred is None:
                 continue
-            pairs.append(Pair(s.name, stem, gt, image, pred))
+            polarity = "bright" if gt_dir.name == "targets" else "auto"
+            pairs.append(Pair(s.name, stem, gt, image, pred, polarity))
     if not pairs:
         what = "predicted boundary maps" if pred_root is not None else "images in images/"
         raise GrainsError(
@@ -778,18 +783,36 @@ def find_pairs(data: str | Path, *, boundaries: str | Path | None = None,
     return pairs
 
 
-def read_boundary_map(path: str | Path) -> np.ndarray:
-    """Read a boundary-map image as bool (bright = boundary).
+def read_boundary_map(path: str | Path, polarity: str = "bright") -> np.ndarray:
+    """Read a boundary-map image as bool.
 
-    A map where most pixels are bright is taken as drawn dark-on-light and inverted, so traced
-    boundaries work either way (boundaries are always the minority of pixels).
+    Parameters
+    ----------
+    path : str or Path
+        Any image ``napari-grains`` reads; pixels above half the range are "bright".
+    polarity : {"bright", "dark", "auto"}
+        ``"bright"``: bright pixels are boundaries (synthetic targets, the pipeline's output).
+        ``"dark"``: dark pixels are (a tracing on white). ``"auto"``: the polarity whose pixels
+        form fewer connected pieces (boundaries are one network, grains are many). Pixel counts
+        cannot decide: with small grains, boundaries can cover more than half of the image.
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
     """
     from napari_grains.io import read_image
 
-    data = read_image(path).data
-    b = data > 0.5
-    if b.mean() > 0.5:
-        b = ~b
+    if polarity not in ("bright", "dark", "auto"):
+        raise GrainsError(f"polarity must be 'bright', 'dark' or 'auto', not {polarity!r}.")
+    b = read_image(path).data > 0.5
+    if polarity == "dark":
+        return ~b
+    if polarity == "auto" and b.any() and not b.all():
+        # boundaries form one connected network (8-connected); grains are many pieces
+        n_bright = ndi.label(b, structure=np.ones((3, 3), bool))[1]
+        n_dark = ndi.label(~b, structure=np.ones((3, 3), bool))[1]
+        if n_bright > n_dark:
+            return ~b
     return b
 
 
@@ -1010,7 +1033,7 @@ def iter_evaluate(
 
     rows = []
     for i, pair in enumerate(pairs):
-        gt = read_boundary_map(pair.gt)
+        gt = read_boundary_map(pair.gt, pair.gt_polarity)
         if run is not None:
             pred, seconds, info = run(pair)
         else:

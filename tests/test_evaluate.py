@@ -232,14 +232,15 @@ def test_threshold_and_close_bridges_small_gaps():
 
 def _make_set(root, n=3, shape=(48, 64), dark_gt=False):
     rng = np.random.default_rng(0)
-    for sub in ("images", "targets"):
+    gt_dir = "ground_truth" if dark_gt else "targets"  # tracings go in ground_truth/
+    for sub in ("images", gt_dir):
         (root / sub).mkdir(parents=True)
     for i in range(n):
         gt = grid(shape, step=16, offset=4 + i)
         img = (rng.random(shape) * 255).astype(np.uint8)
         write_image(root / "images" / f"{i:05d}.png", img)
         t = np.where(gt, 255, 0).astype(np.uint8)
-        write_image(root / "targets" / f"{i:05d}.png", 255 - t if dark_gt else t)
+        write_image(root / gt_dir / f"{i:05d}.png", 255 - t if dark_gt else t)
     return root
 
 
@@ -405,3 +406,35 @@ def test_summary_means_per_set_and_overall():
     assert lines[0] == "tolerance=2.0"
     assert [ln.split()[0] for ln in lines[3:]] == ["a", "b", "all"]
     assert lines[3].split()[-1] == "-"  # seconds unknown, shown as '-'
+
+
+def test_boundary_polarity_is_not_guessed_from_pixel_counts(tmp_path):
+    from napari_grains.evaluate import read_boundary_map
+
+    # grains of 3 px between 2-px boundaries: boundaries are most of the image
+    b = np.zeros((40, 40), bool)
+    b[np.arange(40) % 5 < 2, :] = True
+    b[:, np.arange(40) % 5 < 2] = True
+    assert b.mean() > 0.5
+    write_image(tmp_path / "bright.png", np.where(b, 255, 0).astype(np.uint8))
+    write_image(tmp_path / "dark.png", np.where(b, 0, 255).astype(np.uint8))
+    np.testing.assert_array_equal(read_boundary_map(tmp_path / "bright.png"), b)
+    np.testing.assert_array_equal(read_boundary_map(tmp_path / "bright.png", "auto"), b)
+    np.testing.assert_array_equal(read_boundary_map(tmp_path / "dark.png", "auto"), b)
+    np.testing.assert_array_equal(read_boundary_map(tmp_path / "dark.png", "dark"), b)
+    with pytest.raises(GrainsError, match="polarity"):
+        read_boundary_map(tmp_path / "dark.png", "inverted")
+    # a synthetic targets/ folder is read as drawn (bright), whatever the pixel counts
+    (tmp_path / "set" / "targets").mkdir(parents=True)
+    write_image(tmp_path / "set" / "targets" / "a.png", np.where(b, 255, 0).astype(np.uint8))
+    (tmp_path / "set" / "images").mkdir()
+    write_image(tmp_path / "set" / "images" / "a.png", np.zeros((40, 40), np.uint8))
+    res = evaluate(tmp_path / "set", boundaries=_copy(tmp_path / "set" / "targets", tmp_path / "p"))
+    assert res.table.iloc[0]["f1"] == 1.0
+
+
+def _copy(src, dst):
+    dst.mkdir()
+    for p in src.iterdir():
+        (dst / p.name).write_bytes(p.read_bytes())
+    return dst
