@@ -323,10 +323,13 @@ class _FFTConv(nn.Module):
     convolution runs a 15×15 kernel on one input channel far below the machine's peak (the first
     conv of the paper's Net2 was 57 % of a Net2 pass); here the cost is one forward transform per
     input channel and one inverse transform per output channel, whatever the kernel size
-    (``benchmarks/bench_nets.py``). The kernels' spectra are kept for the last few image sizes.
+    (``benchmarks/bench_nets.py``). The kernels' spectra are kept for the last ``_CACHE`` image
+    sizes (tiles of a big image come in up to four sizes); at 2048² one entry of the paper's
+    Net2 holds 68 MB.
     """
 
     _CACHE = 4
+    _lock = threading.Lock()  # the cache may be shared by extractions in several threads
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
@@ -354,12 +357,14 @@ class _FFTConv(nn.Module):
     def _spectrum(self, fh: int, fw: int) -> torch.Tensor:
         w = self.weight_flipped
         key = (fh, fw, w.device, w.dtype)
-        spec = self._spectra.pop(key, None)
+        with self._lock:
+            spec = self._spectra.pop(key, None)
         if spec is None:
             spec = torch.fft.rfft2(w.contiguous(), s=(fh, fw))  # (O, C, fh, fw//2+1)
-        self._spectra[key] = spec  # most recently used last
-        while len(self._spectra) > self._CACHE:
-            self._spectra.pop(next(iter(self._spectra)))
+        with self._lock:
+            self._spectra[key] = spec  # most recently used last
+            while len(self._spectra) > self._CACHE:
+                self._spectra.pop(next(iter(self._spectra)))
         return spec
 
     #: Transforms with fewer points than this run on one thread, through SciPy, on CPU.
@@ -369,8 +374,9 @@ class _FFTConv(nn.Module):
     def _rfft2(cls, x: torch.Tensor, fh: int, fw: int) -> torch.Tensor:
         """``torch.fft.rfft2(x, s=(fh, fw))``; on CPU through SciPy's pocketfft.
 
-        torch's CPU forward real FFT (MKL) costs 7-8 ms of CPU on a 96×496 map as soon as torch
-        runs two threads, fifty times its one-thread cost; SciPy's has no such overhead.
+        torch's CPU forward real FFT (MKL) of a 96×496 map costs more than ten times SciPy's
+        one-thread pocketfft as soon as torch runs two threads (``benchmarks/bench_nets.py
+        --fft``); at large sizes the two are on par.
         """
         if x.device.type != "cpu":
             return torch.fft.rfft2(x, s=(fh, fw))
@@ -398,8 +404,8 @@ class _FFTConv(nn.Module):
         xf = self._rfft2(x.contiguous().to(spec.real.dtype), fh, fw)  # (N, C, fh, fw//2+1)
         n_out = spec.shape[0]
         out = torch.empty((x.shape[0], n_out, h, w), dtype=spec.real.dtype, device=x.device)
-        # one inverse transform per output map: torch's batched irfft2 is 1.5-3× slower than
-        # a loop over single maps on CPU (benchmarks/bench_nets.py --fft)
+        # one inverse transform per output map: torch's batched irfft2 costs up to ~2.7× the
+        # CPU of a loop over single maps (2048², benchmarks/bench_nets.py --fft)
         for n in range(x.shape[0]):
             for o in range(n_out):
                 yf = (xf[n] * spec[o]).sum(0) if xf.shape[1] > 1 else xf[n, 0] * spec[o, 0]
