@@ -252,8 +252,10 @@ def profile_net2(args: argparse.Namespace) -> None:
             for _ in range(reps):
                 y = block.conv(h)
             ms = (time.process_time() - c0) / reps * 1e3
-            w = tuple(block.conv.weight.shape)
-            print(f"  encoder conv {i} {w}: {ms:.1f} ms ({100 * ms / whole:.0f} %)")
+            conv = block.conv
+            w = tuple(getattr(conv, "weight", getattr(conv, "weight_flipped", None)).shape)
+            print(f"  encoder conv {i} {w} ({type(conv).__name__}): {ms:.1f} ms "
+                  f"({100 * ms / whole:.0f} %)")
             h = net.pool(torch.relu(y))
 
 
