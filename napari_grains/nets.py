@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import ctypes
+import functools
 import hashlib
 import json
 import os
@@ -483,7 +484,9 @@ _alloc_lock = threading.Lock()
 _alloc_users = 0
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
+    """The process's C library when it is glibc (which has ``mallopt``), else None."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
