@@ -105,6 +105,8 @@ def test_sorting_keeps_selection_mapping(dock, qtbot):
     m = measured(qtbot, dock)
     col = list(m.table.columns).index("centroid-1")
     dock.table_view.sortByColumn(col, 1)  # descending
+    first = dock.model.data(dock.model.index(0, col))
+    assert first == f"{m.table['centroid-1'].max():.4g}"
     dock.select_grain(int(m.table["label"].iloc[0]))
     assert dock.selected_labels() == [int(m.table["label"].iloc[0])]
 
