@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.draw import line as _draw_line
+from skimage.morphology import skeletonize
 
 from napari_grains.errors import GrainsError
 
@@ -136,8 +138,6 @@ def skeleton_graph(boundaries: np.ndarray) -> SkeletonGraph:
     -------
     SkeletonGraph
     """
-    from skimage.morphology import skeletonize
-
     b = _check_map(boundaries)
     skel = skeletonize(b)
     nb = _neighbours(skel)
@@ -222,8 +222,6 @@ def estimate_thickness(boundaries: np.ndarray) -> int:
     -------
     int
     """
-    from skimage.morphology import skeletonize
-
     b = _check_map(boundaries)
     if not b.any():
         return 1
@@ -235,12 +233,10 @@ def estimate_thickness(boundaries: np.ndarray) -> int:
 
 def _raster_polyline(shape: tuple[int, int], points: np.ndarray, thickness: int) -> np.ndarray:
     """A 4-connected polyline of the given thickness, clipped to ``shape``."""
-    from skimage.draw import line
-
     mask = np.zeros(shape, dtype=bool)
     pts = np.round(points).astype(int)
     for (r0, c0), (r1, c1) in itertools.pairwise(pts):
-        rr, cc = line(r0, c0, r1, c1)
+        rr, cc = _draw_line(r0, c0, r1, c1)
         ok = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
         mask[rr[ok], cc[ok]] = True
     if len(pts) == 1:

@@ -18,6 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+# Import the scikit-image submodules the workers use here, on the GUI thread: their lazy
+# loading is not thread-safe, and two workers importing at once fail ("partially initialized").
+import skimage.measure
+import skimage.morphology  # noqa: F401
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QAbstractTableModel, Qt, QTimer
