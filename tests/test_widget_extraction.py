@@ -62,7 +62,9 @@ def test_run_all_creates_layers_matching_the_core(dock, qtbot):
     assert set(np.unique(bounds.data)) <= {0, 1}
     # the dock computes what the core's one-shot extract() computes with the same settings
     params = widget.params()
-    reference = core.extract(viewer.layers[name].data, load_model("paper"), params)
+    # ... with the model picked in the dock (the shipped default once models/default exists)
+    reference = core.extract(viewer.layers[name].data,
+                             load_model(widget.model_combo.currentText()), params)
     np.testing.assert_array_equal(bounds.data.astype(bool), reference.boundaries)
     np.testing.assert_array_equal(iters.data, reference.iterations)
     np.testing.assert_allclose(widget.session.result.changes, reference.changes)
