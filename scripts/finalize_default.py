@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", type=Path, default=Path("models/default"))
     ap.add_argument("--stability", type=Path)
     ap.add_argument("--command", default="")
+    ap.add_argument("--stage1", type=Path,
+                    help="card.json of the first training stage, recorded in this card")
     a = ap.parse_args(argv)
     card_path = a.model / "card.json"
     card = json.loads(card_path.read_text())
@@ -44,6 +46,18 @@ def main(argv: list[str] | None = None) -> int:
         "Net2 trained by napari_grains.train as a stable refiner (U-Net skips, trained on Net1 "
         "outputs, its own unrolled outputs, clean and corrupted targets). "
         "Trained by scripts/train_default.sh.")
+    if a.stage1 and a.stage1.exists():
+        first = json.loads(a.stage1.read_text())["training"]
+        card["training"]["stages"] = [
+            {"stage": 1, "config": first["config"], "wall_seconds": first["wall_seconds"],
+             "hardware": first["hardware"], "test": first.get("test"),
+             "history": first.get("history")},
+            {"stage": 2, "note": "this card's training section (init = stage 1's model)"},
+        ]
+        card["training"]["wall_seconds_total"] = round(
+            first["wall_seconds"] + card["training"]["wall_seconds"], 1)
+        card["init"] = {"model": "paper (stage 1) -> stage 1 model (stage 2)", "nets": ["net1"],
+                        "mean_intercept_px": None}
     ours, paper = _sets(a.eval_default), _sets(a.eval_paper)
     card["metrics"] = {
         "benchmark": {
