@@ -62,6 +62,23 @@ def label_boundaries(boundaries: np.ndarray) -> np.ndarray:
     return label_grains(np.asarray(boundaries) != 0)
 
 
+def if_alive(widget, slot):
+    """Wrap ``slot`` so it does nothing once ``widget``'s Qt object is deleted.
+
+    A worker may finish after its dock (or the whole viewer) was closed; touching the
+    deleted widgets would raise in the Qt event loop.
+    """
+
+    def call(*args):
+        try:
+            widget.objectName()
+        except RuntimeError:  # wrapped C/C++ object has been deleted
+            return None
+        return slot(*args)
+
+    return call
+
+
 def layer_named(viewer, name: str):
     """The layer called ``name``, or None (napari's LayerList has no ``get``)."""
     return viewer.layers[name] if name and name in viewer.layers else None
@@ -431,8 +448,8 @@ class CorrectionWidget(QWidget):
             self._busy -= 1
 
         if on_done is not None:
-            worker.returned.connect(on_done)
-        worker.errored.connect(self._on_error)
+            worker.returned.connect(if_alive(self, on_done))
+        worker.errored.connect(if_alive(self, self._on_error))
         worker.finished.connect(done)
         worker.start()
         return worker

@@ -47,7 +47,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_grains._widgets.correction import layer_named
+from napari_grains._widgets.correction import if_alive, layer_named
 from napari_grains.errors import GrainsError
 
 MEASURE_DEBOUNCE_MS = 800
@@ -413,8 +413,8 @@ class MeasurementWidget(QWidget):
         worker = create_worker(fn, *args, _start_thread=False)
         self._busy += 1
         if on_done is not None:
-            worker.returned.connect(on_done)
-        worker.errored.connect(self._on_error)
+            worker.returned.connect(if_alive(self, on_done))
+        worker.errored.connect(if_alive(self, self._on_error))
         worker.finished.connect(lambda: setattr(self, "_busy", self._busy - 1))
         worker.start()
         return worker
@@ -612,9 +612,9 @@ class MeasurementWidget(QWidget):
         self.batch_status.setText(f"running on {src}…")
         worker = create_worker(_batch_events, [src], out, self._batch_stop, pixel_size=ps,
                                unit=unit, workers=workers, _start_thread=False)
-        worker.yielded.connect(self._on_batch_event)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(self._on_batch_finished)
+        worker.yielded.connect(if_alive(self, self._on_batch_event))
+        worker.errored.connect(if_alive(self, self._on_error))
+        worker.finished.connect(if_alive(self, self._on_batch_finished))
         self._batch_worker = worker
         self.batch_events: list = []
         self.batch_btn.setEnabled(False)

@@ -38,6 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_grains._widgets.correction import if_alive
 from napari_grains.errors import GrainsError
 
 PREVIEW_DEBOUNCE_MS = 400
@@ -252,7 +253,7 @@ class TrainingWidget(QWidget):
             return
         worker = create_worker(_preview_pair, cfg, self.preview_index.value(),
                                _start_thread=False)
-        worker.returned.connect(self._show_preview)
+        worker.returned.connect(if_alive(self, self._show_preview))
         worker.errored.connect(lambda e: show_warning(describe_error(e, None)))
         self.preview_worker = worker
         worker.start()
@@ -291,10 +292,10 @@ class TrainingWidget(QWidget):
         self._t0 = time.perf_counter()
         worker = create_worker(_train_events, cfg, out, out if resume else None, self._stop,
                                _start_thread=False)
-        worker.yielded.connect(self._on_event)
-        worker.returned.connect(self._on_returned)
-        worker.errored.connect(lambda e: self._on_error(e, out))
-        worker.finished.connect(self._on_finished)
+        worker.yielded.connect(if_alive(self, self._on_event))
+        worker.returned.connect(if_alive(self, self._on_returned))
+        worker.errored.connect(if_alive(self, lambda e: self._on_error(e, out)))
+        worker.finished.connect(if_alive(self, self._on_finished))
         self.worker = worker
         self._set_running(True)
         self.status.setText("generating synthetic data…")
