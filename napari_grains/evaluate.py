@@ -818,12 +818,13 @@ def read_boundary_map(path: str | Path, polarity: str = "bright") -> np.ndarray:
 
 @dataclass
 class EvaluationEvent:
-    """Progress of :func:`iter_evaluate`: one image scored."""
+    """Progress of :func:`iter_evaluate`: one image scored, or failed (``error`` says why)."""
 
     index: int
     total: int
     pair: Pair
-    score: ImageScore
+    score: ImageScore | None
+    error: str | None = None
 
 
 @dataclass
@@ -856,16 +857,32 @@ class EvaluationResult:
         text = json.dumps(_jsonable(self.summary), indent=2)
         return atomic_write(path, lambda tmp: tmp.write_text(text + "\n", encoding="utf-8"))
 
-    def write(self, out_dir: str | Path) -> tuple[Path, Path]:
-        """Write ``metrics.csv`` and ``metrics.json`` into ``out_dir``."""
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise GrainsError(f"{out} is a file; give a folder for the results.")
+    def write(self, out_dir: str | Path, *, overwrite: bool = True) -> tuple[Path, Path]:
+        """Write ``metrics.csv`` and ``metrics.json`` into ``out_dir``.
+
+        With ``overwrite=False``, earlier results there raise :class:`GrainsError` and are kept.
+        """
+        out = check_output_folder(out_dir, overwrite=overwrite)
         return self.to_csv(out / "metrics.csv"), self.to_json(out / "metrics.json")
 
     def format_table(self) -> str:
         """A plain-text table of the means per set, for the terminal."""
         return format_summary(self.summary)
+
+
+def check_output_folder(out_dir: str | Path, *, overwrite: bool) -> Path:
+    """Refuse an output folder that is a file or holds earlier metrics (unless ``overwrite``).
+
+    Called before an evaluation starts, so minutes of work are never lost to a bad ``--out``.
+    """
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise GrainsError(f"{out} is a file; give a folder for the results.")
+    existing = [out / n for n in ("metrics.csv", "metrics.json") if (out / n).exists()]
+    if existing and not overwrite:
+        raise GrainsError(f"{', '.join(map(str, existing))} exist already; use --overwrite to "
+                          "replace them or choose another --out.")
+    return out
 
 
 def _jsonable(obj):
@@ -1032,22 +1049,32 @@ def iter_evaluate(
             return np.asarray(res.boundaries, bool), seconds, info
 
     rows = []
+    failed: list[tuple[Pair, str]] = []
     for i, pair in enumerate(pairs):
-        gt = read_boundary_map(pair.gt, pair.gt_polarity)
-        if run is not None:
-            pred, seconds, info = run(pair)
-        else:
-            pred, seconds = read_boundary_map(pair.pred), float("nan")
-            info = {"n_iterations": float("nan"), "scale": float("nan")}
-        if pred.shape != gt.shape:
-            raise GrainsError(
-                f"{pair.set}/{pair.name}: prediction is {pred.shape[1]}×{pred.shape[0]} px but "
-                f"the ground truth is {gt.shape[1]}×{gt.shape[0]} px; they must match."
-            )
+        try:
+            gt = read_boundary_map(pair.gt, pair.gt_polarity)
+            if run is not None:
+                pred, seconds, info = run(pair)
+            else:
+                pred, seconds = read_boundary_map(pair.pred), float("nan")
+                info = {"n_iterations": float("nan"), "scale": float("nan")}
+            if pred.shape != gt.shape:
+                raise GrainsError(
+                    f"prediction is {pred.shape[1]}×{pred.shape[0]} px but the ground truth is "
+                    f"{gt.shape[1]}×{gt.shape[0]} px; they must match."
+                )
+        except Exception as exc:  # noqa: BLE001 - one bad image is reported, the rest scored
+            msg = str(exc) if isinstance(exc, GrainsError) else f"{type(exc).__name__}: {exc}"
+            failed.append((pair, msg))
+            yield EvaluationEvent(i, len(pairs), pair, None, error=msg)
+            continue
         score = score_boundaries(pred, gt, tolerance=tolerance, min_grain_area=min_grain_area,
                                  seconds=seconds)
         rows.append({"set": pair.set, "name": pair.name, **score.as_row(), **info})
         yield EvaluationEvent(i, len(pairs), pair, score)
+    if pairs and not rows:
+        raise GrainsError(f"no image could be scored; the first error: "
+                          f"{failed[0][0].set}/{failed[0][0].name}: {failed[0][1]}")
     table = pd.DataFrame(rows, columns=["set", "name", *METRIC_COLUMNS, *RUN_COLUMNS])
     bench = _benchmark_info(Path(data), {p.set for p in pairs}, limited=limit is not None)
     summary = summarize(
@@ -1061,6 +1088,7 @@ def iter_evaluate(
         **{k: (v if isinstance(v, (int, float, str, bool)) else str(v))
            for k, v in overrides.items()},
     )
+    summary["failed"] = [{"set": p.set, "name": p.name, "error": m} for p, m in failed]
     return EvaluationResult(table, summary)
 
 

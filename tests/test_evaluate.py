@@ -438,3 +438,29 @@ def _copy(src, dst):
     for p in src.iterdir():
         (dst / p.name).write_bytes(p.read_bytes())
     return dst
+
+
+def test_cli_evaluate_skips_a_corrupt_map_and_never_clobbers_results(tmp_path, capsys):
+    data = _make_set(tmp_path / "d", n=2)
+    preds = tmp_path / "maps"
+    preds.mkdir()
+    (preds / "00000.png").write_bytes((data / "targets" / "00000.png").read_bytes())
+    (preds / "00001.png").write_bytes(b"not a png")  # corrupt: reported, the other is scored
+    out = tmp_path / "out"
+    args = ["evaluate", "--boundaries", str(preds), "--data", str(data), "--out", str(out),
+            "--quiet"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert "FAILED d/00001" in captured.err and "Traceback" not in captured.err
+    table = pd.read_csv(out / "metrics.csv")
+    assert len(table) == 1 and table["f1"].iloc[0] == 1.0
+    summary = json.loads((out / "metrics.json").read_text())
+    assert [f["name"] for f in summary["failed"]] == ["00001"]
+    before = (out / "metrics.csv").read_bytes()
+    assert main(args) == 2  # earlier results: refused before any work, left as they were
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "metrics.csv").read_bytes() == before
+    assert main([*args, "--overwrite"]) == 1
+    (tmp_path / "afile").write_text("keep")
+    assert main([*args[:-3], "--out", str(tmp_path / "afile"), "--quiet"]) == 2
+    assert "is a file" in capsys.readouterr().err

@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --make-benchmark: images per set instead of the fixed sizes "
                              "(not the official benchmark then)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="with --make-benchmark: replace existing sets")
+                        help="replace earlier metrics in --out (with --make-benchmark: "
+                             "replace existing sets)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -93,10 +94,11 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and args.boundaries is None:
         raise GrainsError("give --model NAME|PATH to run a model, or --boundaries DIR to score "
                           "boundary maps you already have.")
-    from napari_grains.evaluate import iter_evaluate
+    from napari_grains.evaluate import check_output_folder, iter_evaluate
 
     label = args.model if args.model is not None else args.boundaries.name
     out = args.out or Path(f"evaluation-{Path(str(label)).name}")
+    check_output_folder(out, overwrite=args.overwrite)  # before minutes of work, not after
     gen = iter_evaluate(
         args.data,
         model=args.model,
@@ -110,11 +112,14 @@ def run(args: argparse.Namespace) -> int:
         max_iterations=args.max_iterations,
     )
     result = _drive(gen, quiet=args.quiet, describe=lambda e: (
-        f"{e.pair.set}/{e.pair.name} F1={e.score.boundary.f1:.3f}"))
-    csv_path, json_path = result.write(out)
+        f"{e.pair.set}/{e.pair.name} " + (f"F1={e.score.boundary.f1:.3f}" if e.score is not None
+                                          else "FAILED")))
+    csv_path, json_path = result.write(out, overwrite=args.overwrite)
     print(result.format_table())
+    for item in result.summary["failed"]:
+        print(f"FAILED {item['set']}/{item['name']}: {item['error']}", file=sys.stderr)
     print(f"wrote {csv_path} and {json_path}")
-    return 0
+    return 1 if result.summary["failed"] else 0
 
 
 def _drive(gen, *, quiet: bool, describe=None):
