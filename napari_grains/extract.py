@@ -31,6 +31,7 @@ Convergence (``ExtractParams.convergence``):
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -41,7 +42,7 @@ import numpy as np
 
 from napari_grains.edges import EdgeStack, edge_stack
 from napari_grains.errors import GrainsError
-from napari_grains.io import Micrograph, to_gray_float
+from napari_grains.io import Micrograph, read_image, to_gray_float
 
 if TYPE_CHECKING:  # pragma: no cover
     from napari_grains.nets import GrainModel
@@ -420,7 +421,9 @@ def _to_original(a: np.ndarray, shape: tuple[int, int], *, nearest: bool = False
 # ------------------------------------------------------------------------------------------
 
 
-def _as_gray(image: np.ndarray | Micrograph) -> np.ndarray:
+def _as_gray(image: np.ndarray | Micrograph | str | os.PathLike) -> np.ndarray:
+    if isinstance(image, (str, os.PathLike)):  # a file name: read it (clear errors included)
+        image = read_image(image)
     if isinstance(image, Micrograph):
         image = image.data
     a = to_gray_float(np.asarray(image))

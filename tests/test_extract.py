@@ -356,3 +356,16 @@ def test_keep_iterations_false_keeps_only_the_last_map():
     assert full.iterations.shape[0] == 5 and last.iterations.shape[0] == 1
     assert np.array_equal(last.iterations[0], full.iterations[-1])
     assert last.n_iterations == 5 and len(last.changes) == 5
+
+
+def test_extract_accepts_a_file_name_and_reports_a_missing_one(tmp_path, paper_model):
+    import imageio.v3 as iio
+
+    img = (_texture((96, 160), seed=3) * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "m.png", img)
+    params = ExtractParams(mode="paper", max_iterations=1)
+    from_file = extract(str(tmp_path / "m.png"), paper_model, params)
+    from_array = extract(img, paper_model, params)
+    np.testing.assert_array_equal(from_file.boundaries, from_array.boundaries)
+    with pytest.raises(GrainsError, match="no such file"):
+        extract(tmp_path / "missing.png", paper_model, params)
