@@ -67,6 +67,12 @@ def test_tiny_run_lowers_loss_and_writes_loadable_model(full_run):
     refined = model.refine(guess)
     assert guess.shape == refined.shape == (1, 1, 32, 64)
     assert float(guess.min()) >= 0.0 and float(guess.max()) <= 1.0
+    # and the pipeline runs it (what `napari-grains extract --model DIR` does)
+    from napari_grains.extract import extract
+
+    img = np.random.default_rng(0).random((40, 70)).astype(np.float32)
+    res = extract(img, model, scale=1.0, max_iterations=3)
+    assert res.boundaries.shape == (40, 70) and res.boundaries.dtype == bool
 
 
 def test_best_checkpoint_is_the_lowest_validation_error(full_run):
