@@ -1,13 +1,13 @@
-"""Write the measured figures into models/default/card.json (run by scripts/train_default.sh).
+"""Write the measured figures into a trained model's card.json (run by scripts/train_refiner.sh).
 
 Usage::
 
-    .venv/bin/python scripts/finalize_default.py EVAL_DEFAULT_DIR EVAL_PAPER_DIR \
+    .venv/bin/python scripts/finalize_model_card.py EVAL_MODEL_DIR EVAL_PAPER_DIR \
         [--stability out/net2_iterations.json] [--command "..."]
 
 ``EVAL_*_DIR`` are ``--out`` folders of ``napari-grains evaluate`` (their ``metrics.json``) for the
 default model and for the ``paper`` model on the same benchmark images. The card keeps its
-weights' sha256s (only card.json is rewritten, atomically); its name becomes ``default``.
+weights' sha256s (only card.json is rewritten, atomically); its name becomes the folder's name.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("eval_default", type=Path)
     ap.add_argument("eval_paper", type=Path)
-    ap.add_argument("--model", type=Path, default=Path("models/default"))
+    ap.add_argument("--model", type=Path, default=Path("models/refiner"))
     ap.add_argument("--stability", type=Path)
     ap.add_argument("--command", default="")
     ap.add_argument("--stage1", type=Path,
@@ -40,12 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     card_path = a.model / "card.json"
     card = json.loads(card_path.read_text())
-    card["name"] = "default"
+    card["name"] = a.model.name
     card["description"] = (
-        "The project's default model: the authors' Net1 (unchanged, from models/paper) and a "
+        "The authors' Net1 (unchanged, from models/paper) and a "
         "Net2 trained by napari_grains.train as a stable refiner (U-Net skips, trained on Net1 "
         "outputs, its own unrolled outputs, clean and corrupted targets). "
-        "Trained by scripts/train_default.sh.")
+        "Trained by scripts/train_refiner.sh.")
     if a.stage1 and a.stage1.exists():
         first = json.loads(a.stage1.read_text())["training"]
         card["training"]["stages"] = [
