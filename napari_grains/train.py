@@ -62,7 +62,9 @@ __all__ = [
     "Validation",
     "boundary_loss",
     "corrupt_boundaries",
+    "cut_gaps",
     "default_card",
+    "gap_weights",
     "iter_train",
     "load_checkpoint_config",
     "resolve_device",
@@ -136,7 +138,13 @@ class TrainConfig:
         pixels).
     net2_mix : dict
         Shares of the Net2 input sources: ``net1`` (Net1's output), ``clean`` (the target),
-        ``corrupt`` (graded corruptions), ``noise`` (pure noise).
+        ``corrupt`` (graded corruptions), ``noise`` (pure noise), ``gaps`` (the target with
+        only gaps cut into it, softened like Net1's output; :func:`cut_gaps`) and
+        ``net1_gaps`` (Net1's output with extra gaps cut along the true boundaries). The last
+        two teach Net2 to close a boundary network rather than only clean it.
+    net2_gap_weight : float
+        Loss weight of the true boundary pixels that Net2's input misses (see
+        :func:`gap_weights`); 1 (the default) treats them like other boundary pixels.
     net2_unroll : int
         Largest number of no-grad Net2 applications before the trained one.
     net2_unroll_prob : float
@@ -183,6 +191,7 @@ class TrainConfig:
     net2_mix: dict = field(
         default_factory=lambda: {"net1": 0.4, "clean": 0.15, "corrupt": 0.4, "noise": 0.05}
     )
+    net2_gap_weight: float = 1.0
     net2_unroll: int = 4
     net2_unroll_prob: float = 0.5
     net2_val_iterations: tuple[int, ...] = (1, 4, 16)
@@ -224,11 +233,14 @@ class TrainConfig:
             raise GrainsError("lr_decay_every must be >= 1 and lr_decay_factor in (0, 1].")
         if self.loss not in LOSSES:
             raise GrainsError(f"loss={self.loss!r}: choose one of {', '.join(LOSSES)}.")
-        if set(self.net2_mix) - {"net1", "clean", "corrupt", "noise"} or not any(
+        if set(self.net2_mix) - set(NET2_SOURCES) or not any(
             v > 0 for v in self.net2_mix.values()
-        ):
-            raise GrainsError("net2_mix takes positive shares for 'net1', 'clean', 'corrupt', "
-                              "'noise'.")
+        ) or any(v < 0 for v in self.net2_mix.values()):
+            raise GrainsError(f"net2_mix={self.net2_mix}: give non-negative shares (at least "
+                              f"one positive) for {', '.join(map(repr, NET2_SOURCES))}.")
+        if not self.net2_gap_weight > 0:
+            raise GrainsError(f"net2_gap_weight={self.net2_gap_weight}: give a positive "
+                              "weight (1 = off, e.g. 10 to stress gaps).")
         if any(k < 1 for k in self.net2_val_iterations) or not self.net2_val_iterations:
             raise GrainsError("net2_val_iterations must be positive iteration counts.")
         if self.grain_size_range is not None and not (
@@ -387,7 +399,8 @@ def tolerant_prf(pred: torch.Tensor, target: torch.Tensor, tolerance: int = 2
 
 
 def boundary_loss(prob: torch.Tensor, target: torch.Tensor, kind: str = "mse_dice",
-                  pos_weight: float = 3.0) -> torch.Tensor:
+                  pos_weight: float = 3.0, weight: torch.Tensor | None = None
+                  ) -> torch.Tensor:
     """Loss between a boundary probability map and the binary target.
 
     Parameters
@@ -404,6 +417,9 @@ def boundary_loss(prob: torch.Tensor, target: torch.Tensor, kind: str = "mse_dic
         which suits the clipped-ReLU heads of the paper's architecture.
     pos_weight : float
         Weight of boundary pixels in the pixel-wise term.
+    weight : torch.Tensor, optional
+        (N, 1, H, W) extra per-pixel weights of the pixel-wise term, multiplied with the
+        ``pos_weight`` weighting (e.g. :func:`gap_weights`).
 
     Returns
     -------
@@ -413,6 +429,8 @@ def boundary_loss(prob: torch.Tensor, target: torch.Tensor, kind: str = "mse_dic
     if kind not in LOSSES:
         raise GrainsError(f"loss={kind!r}: choose one of {', '.join(LOSSES)}.")
     w = 1.0 + (pos_weight - 1.0) * target
+    if weight is not None:
+        w = w * weight
     if kind.startswith("mse"):
         pix = (w * (prob - target) ** 2).sum() / w.sum()
     else:
@@ -423,6 +441,36 @@ def boundary_loss(prob: torch.Tensor, target: torch.Tensor, kind: str = "mse_dic
     denom = prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
     dice = 1.0 - (2 * inter + 1.0) / (denom + 1.0)
     return pix + dice.mean()
+
+
+def gap_weights(net2_input: torch.Tensor, target: torch.Tensor, gap_weight: float,
+                threshold: float = 0.2) -> torch.Tensor:
+    """Per-pixel loss weights that stress the gaps Net2 must close.
+
+    Parameters
+    ----------
+    net2_input : torch.Tensor
+        (N, 1, H, W) the map Net2 is given.
+    target : torch.Tensor
+        (N, 1, H, W) float 0/1 true boundary map.
+    gap_weight : float
+        Weight of a *gap pixel*: a true boundary pixel with no input pixel above ``threshold``
+        within 1 px (3×3 neighbourhood). All other pixels get weight 1. Missing such a pixel
+        leaves a hole through which two grains merge, which costs grain statistics far more
+        than its share of boundary length suggests.
+    threshold : float
+        Probability above which an input pixel counts as boundary.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, 1, H, W) float weights, 1 or ``gap_weight``.
+    """
+    if gap_weight <= 0:
+        raise GrainsError(f"gap_weight={gap_weight}: give a positive weight (1 = off).")
+    seen = F.max_pool2d(net2_input.float(), 3, stride=1, padding=1) > threshold
+    gap = (target > 0.5) & ~seen
+    return 1.0 + (float(gap_weight) - 1.0) * gap.float()
 
 
 class _RawHead:
@@ -459,6 +507,9 @@ def _step_lr(lr0: float, epoch: int, every: int, factor: float) -> float:
     return lr0 * factor ** (epoch // every)
 
 
+NET2_SOURCES = ("net1", "clean", "corrupt", "noise", "gaps", "net1_gaps")
+
+
 def _rng(cfg: TrainConfig, *keys: int) -> np.random.Generator:
     return np.random.default_rng([int(cfg.seed), *[int(k) for k in keys]])
 
@@ -466,6 +517,56 @@ def _rng(cfg: TrainConfig, *keys: int) -> np.random.Generator:
 # --------------------------------------------------------------------------------------------
 # corruptions for Net2
 # --------------------------------------------------------------------------------------------
+
+
+def cut_gaps(x: np.ndarray, boundary: np.ndarray, severity: float, rng: np.random.Generator
+             ) -> np.ndarray:
+    """Erase discs centred on boundary pixels: gaps that break a boundary network open.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        (H, W) map to cut (a boundary probability map, e.g. Net1's output or the target).
+    boundary : numpy.ndarray
+        (H, W) bool true boundary map; the gaps are centred on its pixels, so they cut real
+        boundaries (where a missed boundary merges two grains).
+    severity : float
+        In [0, 1]; the number of gaps grows linearly with it (about one per 60 boundary pixels
+        at 1) and their radius (2…2 + 8·severity px).
+    rng : numpy.random.Generator
+        Source of all randomness.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W) float32 copy of ``x`` with the gaps set to 0.
+    """
+    import cv2
+
+    s = float(np.clip(severity, 0.0, 1.0))
+    out = np.array(x, dtype=np.float32, copy=True)
+    ys, xs = np.nonzero(np.asarray(boundary).astype(bool))
+    n = rng.poisson(s * len(ys) / 60.0) if len(ys) else 0
+    if n:
+        idx = rng.integers(0, len(ys), n)
+        radii = rng.integers(2, 3 + round(8 * s), n)
+        for i, r in zip(idx, radii):
+            cv2.circle(out, (int(xs[i]), int(ys[i])), int(r), 0.0, -1)
+    return out
+
+
+def _gapped_target(target: np.ndarray, severity: float, rng: np.random.Generator
+                   ) -> np.ndarray:
+    """The target with only gaps cut, blurred and dimmed a little like Net1's output."""
+    from scipy import ndimage as ndi
+
+    t = np.asarray(target).astype(bool)
+    x = cut_gaps(t.astype(np.float32), t, severity, rng)
+    if rng.random() < 0.7:
+        x = ndi.gaussian_filter(x, rng.uniform(0.3, 1.0))
+        x = x / max(float(x.max()), 1e-6)
+    x *= rng.uniform(0.6, 1.0)
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
 
 
 def corrupt_boundaries(target: np.ndarray, severity: float, rng: np.random.Generator
@@ -902,6 +1003,11 @@ def _net2_batch(run: _Run, idx: np.ndarray, rng: np.random.Generator):
         kind = kinds[int(rng.choice(len(kinds), p=shares))]
         if kind == "net1":
             xs.append(n1[j, 0].float().numpy())
+        elif kind == "net1_gaps":
+            xs.append(cut_gaps(n1[j, 0].float().numpy(), tnp[j, 0] > 0.5,
+                               float(rng.uniform(0.2, 1.0)), rng))
+        elif kind == "gaps":
+            xs.append(_gapped_target(tnp[j, 0], float(rng.uniform(0.2, 1.0)), rng))
         elif kind == "clean":
             xs.append(tnp[j, 0].astype(np.float32))
         elif kind == "corrupt":
@@ -1169,11 +1275,14 @@ def _iter_stage(run: _Run, stage: str, rdir: Path | None) -> Iterator[TrainEvent
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 rng = _rng(cfg, stage_id, epoch, b + 1)
                 x, t = make_batch(run, idx, rng)
+                extra = None
                 if stage == "net1":
                     out = run.model.initial_guess(x, grad=True)
                 else:
                     out = run.model.refine(x, grad=True)
-                loss = boundary_loss(raw.apply(out), t, cfg.loss, cfg.pos_weight)
+                    if cfg.net2_gap_weight != 1.0:
+                        extra = gap_weights(x, t, cfg.net2_gap_weight, cfg.threshold)
+                loss = boundary_loss(raw.apply(out), t, cfg.loss, cfg.pos_weight, extra)
                 run.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 run.opt.step()

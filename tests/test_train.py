@@ -20,6 +20,8 @@ from napari_grains.train import (
     Validation,
     boundary_loss,
     corrupt_boundaries,
+    cut_gaps,
+    gap_weights,
     iter_train,
     resolve_device,
     tolerant_prf,
@@ -155,6 +157,62 @@ def test_corruption_is_graded():
     assert abs(np.corrcoef(pure.ravel(), t.ravel())[0, 1]) < 0.05
 
 
+def test_cut_gaps_only_removes_boundary_and_grows_with_severity():
+    from napari_grains.synth import SynthParams, generate_pair
+
+    t = generate_pair(SynthParams(height=64, width=128, mean_diameter=(15.0, 20.0)),
+                      seed=4).target.astype(bool)
+    kept = []
+    for s in (0.0, 0.3, 1.0):
+        x = cut_gaps(t.astype(np.float32), t, s, np.random.default_rng(5))
+        assert x.dtype == np.float32 and x.shape == t.shape
+        assert not (x[~t] > 0).any()  # nothing is added off the boundary
+        kept.append(float(x[t].mean()))
+    assert kept[0] == 1.0
+    assert kept[0] > kept[1] > kept[2]
+    # a gapped map splits the grain network: fewer closed regions than the truth
+    from scipy import ndimage as ndi
+
+    n_true = ndi.label(~t)[1]
+    n_cut = ndi.label(~(cut_gaps(t.astype(np.float32), t, 1.0,
+                                 np.random.default_rng(6)) > 0.5))[1]
+    assert n_cut < n_true
+
+
+def test_gap_weights_mark_missed_boundary_only():
+    t = torch.zeros(1, 1, 16, 16)
+    t[..., 8, :] = 1
+    x = t.clone()
+    x[..., 8, 4:8] = 0  # a 4 px gap
+    x[..., 9, 12] = 1  # a neighbour 1 px off still counts as seen
+    x[..., 8, 12] = 0
+    w = gap_weights(x, t, 10.0)
+    gap = w[0, 0] == 10.0
+    assert gap.sum() == 2  # columns 5 and 6: 4 and 7 have a boundary neighbour
+    assert gap[8, 5] and gap[8, 6]
+    assert torch.all(w[0, 0][~gap] == 1.0)
+    assert torch.all(gap_weights(x, t, 1.0) == 1.0)
+    # the weight makes a map that leaves the gap open cost more than one that closes it
+    closed = t * 0.9
+    open_ = closed.clone()
+    open_[..., 8, 4:8] = 0
+    assert (boundary_loss(open_, t, "mse", weight=w) - boundary_loss(closed, t, "mse", weight=w)
+            > boundary_loss(open_, t, "mse") - boundary_loss(closed, t, "mse"))
+    with pytest.raises(GrainsError):
+        gap_weights(x, t, 0.0)
+
+
+def test_gap_sources_and_weight_train(tmp_path, cache):
+    cfg = tiny(net1_epochs=0, net2_epochs=1, data_cache=cache, net2_gap_weight=5.0,
+               net2_mix={"net1_gaps": 0.5, "gaps": 0.5})
+    events = list(iter_train(cfg, tmp_path / "gaps"))
+    steps = [e for e in events if isinstance(e, Step) and e.stage == "net2"]
+    assert steps and all(np.isfinite(e.loss) for e in steps)
+    card = json.loads((tmp_path / "gaps" / "card.json").read_text())
+    assert card["training"]["config"]["net2_gap_weight"] == 5.0
+    assert card["training"]["config"]["net2_mix"] == {"net1_gaps": 0.5, "gaps": 0.5}
+
+
 def test_loss_prefers_the_target():
     t = torch.zeros(1, 1, 16, 16)
     t[..., 8, :] = 1
@@ -164,7 +222,9 @@ def test_loss_prefers_the_target():
 
 
 @pytest.mark.parametrize("bad", [{"size": (30, 64)}, {"crop": (64, 64)}, {"n_pairs": 2},
-                                 {"loss": "l1"}, {"net2_mix": {"other": 1.0}}])
+                                 {"loss": "l1"}, {"net2_mix": {"other": 1.0}},
+                                 {"net2_mix": {"gaps": -1.0, "net1": 1.0}},
+                                 {"net2_gap_weight": 0.0}])
 def test_bad_config_says_what_to_do(bad):
     with pytest.raises(GrainsError):
         tiny(**bad)
@@ -185,13 +245,16 @@ def test_cli_trains_and_resumes(tmp_path, cache, capsys):
     args = ["train", "--out", str(out), "--pairs", "8", "--size", "32", "64", "--crop", "32",
             "32", "--net1-epochs", "1", "--net2-epochs", "1", "--batch-size", "3",
             "--synth", "mean_diameter=[8, 16]", "--device", "cpu", "--threads", "1",
-            "--data-cache", cache, "--quiet"]
+            "--data-cache", cache, "--quiet", "--gap-weight", "4", "--net2-mix", "net1=1",
+            "--net2-mix", "net1_gaps=1"]
     assert main(args) == 0
     load_model(out)
     # more Net2 epochs on top of the finished run
     assert main(["train", "--resume", str(out), "--net2-epochs", "2", "--quiet"]) == 0
     card = json.loads((out / "card.json").read_text())
     assert card["training"]["config"]["net2_epochs"] == 2
+    assert card["training"]["config"]["net2_gap_weight"] == 4.0
+    assert card["training"]["config"]["net2_mix"] == {"net1": 1.0, "net1_gaps": 1.0}
     assert card["training"]["steps"]["net2"] == 4
     assert main(["train", "--pairs", "8"]) == 2
     assert "--out" in capsys.readouterr().err

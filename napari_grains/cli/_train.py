@@ -66,6 +66,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="Net2: up to K no-grad applications before the trained one (default 4)")
     g.add_argument("--unroll-prob", type=float, metavar="P",
                    help="Net2: share of batches that are unrolled (default 0.5)")
+    g.add_argument("--net2-mix", action="append", default=[], metavar="SOURCE=SHARE",
+                   help="Net2 input source share, repeatable; sources: net1, clean, corrupt, "
+                   "noise, gaps, net1_gaps (given ones replace the default mix "
+                   "net1=0.4 clean=0.15 corrupt=0.4 noise=0.05)")
+    g.add_argument("--pos-weight", type=float,
+                   help="weight of boundary pixels in the MSE/BCE term (default 3)")
+    g.add_argument("--gap-weight", type=float,
+                   help="Net2: loss weight of true boundary pixels its input misses "
+                   "(default 1 = off; e.g. 10 teaches it to close gaps)")
     g.add_argument("--seed", type=int)
     g = parser.add_argument_group("validation")
     g.add_argument("--val-limit", type=int, help="validation images used (default 64)")
@@ -85,7 +94,8 @@ _MAP = {
     "seed": "seed", "device": "device", "threads": "threads",
     "crops_per_pair": "crops_per_pair", "val_limit": "val_limit",
     "unroll": "net2_unroll", "unroll_prob": "net2_unroll_prob",
-    "val_iterations": "net2_val_iterations",
+    "val_iterations": "net2_val_iterations", "pos_weight": "pos_weight",
+    "gap_weight": "net2_gap_weight",
 }
 
 
@@ -113,6 +123,18 @@ def _config_from_args(args: argparse.Namespace):
             except json.JSONDecodeError:
                 over[name.strip()] = value
         given["synth"] = over
+    if args.net2_mix:
+        mix = {}
+        for item in args.net2_mix:
+            name, sep, value = item.partition("=")
+            try:
+                mix[name.strip()] = float(value)
+            except ValueError:
+                sep = ""
+            if not sep:
+                raise GrainsError(f"--net2-mix {item!r}: write SOURCE=SHARE, e.g. "
+                                  "--net2-mix net1_gaps=0.3")
+        given["net2_mix"] = mix
     if args.card:
         try:
             given["card"] = json.loads(Path(args.card).read_text(encoding="utf-8"))
