@@ -311,11 +311,20 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", *, overwrite: bool = T
         raise
 
 
+def _read_umask() -> int:
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+#: The process umask, read once at import: reading it means setting it, which is not
+#: thread-safe (exports and autosaves run on worker threads).
+_UMASK = _read_umask()
+
+
 def _chmod_like_open(path: Path) -> None:
     """Give a mkstemp file (mode 0600) the permissions a plain open() would have."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+    os.chmod(path, 0o666 & ~_UMASK)
 
 
 def list_images(paths) -> list[Path]:

@@ -300,6 +300,13 @@ class SynthParams:
 
     def validate(self) -> SynthParams:
         """Check every parameter; raise :class:`GrainsError` saying what to change."""
+        try:
+            return self._validate()
+        except (TypeError, ValueError) as exc:  # e.g. a string where a number belongs
+            raise GrainsError(f"a synthetic-data parameter has the wrong type ({exc}); give "
+                              "numbers where numbers belong (see docs/synthetic-data.md).") from None
+
+    def _validate(self) -> SynthParams:
         if int(self.height) < 8 or int(self.width) < 8:
             raise GrainsError(f"image size {self.height}x{self.width} is too small; use at "
                               "least 8x8 pixels.")

@@ -408,3 +408,15 @@ def test_extract_refuses_a_file_as_out_and_survives_an_unexpected_error(tmp_path
     err = capsys.readouterr().err
     assert "Traceback" not in err and "unexpected RuntimeError: boom" in err
     assert (out / "h_boundaries.png").is_file() and not (out / "g_boundaries.png").exists()
+
+
+@pytest.mark.parametrize("params", ['{"realism": [1, 2]}', '{"config": 5}',
+                                    '{"realism": {"twins": "lots"}}'])
+def test_synth_bad_params_file_is_one_error_line(tmp_path, capsys, params):
+    f = tmp_path / "p.json"
+    f.write_text(params)
+    rc = main(["synth", "--count", "1", "--size", "32", "48", "--params", str(f),
+               "--out", str(tmp_path / "o"), "--quiet"])
+    assert rc == 2
+    assert "p.json" in (line := _error_line(capsys, "synth")) or "wrong type" in line
+    assert not (tmp_path / "o").exists()

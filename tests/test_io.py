@@ -107,12 +107,10 @@ def test_list_images_expands_folders_and_skips_other_files(tmp_path):
 
 
 def test_atomic_write_gives_normal_permissions(tmp_path):
-    import os
     import stat
 
-    umask = os.umask(0o022)
-    try:
-        p = atomic_write(tmp_path / "shared.csv", lambda tmp: tmp.write_text("x"))
-    finally:
-        os.umask(umask)
-    assert stat.S_IMODE(p.stat().st_mode) == 0o644  # readable by colleagues, not 0600
+    from napari_grains import io as ng_io
+
+    p = atomic_write(tmp_path / "shared.csv", lambda tmp: tmp.write_text("x"))
+    # readable by colleagues as open() would make it, not mkstemp's 0600
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~ng_io._UMASK

@@ -181,3 +181,17 @@ def test_run_on_folder_shows_progress_and_cancels(dock, qtbot, tmp_path):
     assert "cancelled" in dock.batch_status.text()
     rows = pd.read_csv(tmp_path / "out" / "summary.csv")
     assert len(rows) == n  # finished images are saved, the rest never started
+
+
+def test_summary_text_when_no_grain_is_measurable():
+    """Every grain cut by the border: no mean size, and the dock says so instead of crashing."""
+    import numpy as np
+
+    from napari_grains._widgets.measurement import summary_text
+    from napari_grains.measure import measure
+
+    b = np.zeros((40, 40), bool)
+    b[:, 20] = True  # two grains, both cut by the border
+    text = summary_text(measure(b))
+    assert text.startswith("Grains: ")
+    assert "ECD mean —, median —" in text

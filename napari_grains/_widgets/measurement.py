@@ -117,8 +117,11 @@ def summary_text(measurement) -> str:
     def g(v):
         return "— (needs a pixel size)" if v is None else f"{v:.2f}"
 
+    def size(v):  # None when no grain is measurable (e.g. every grain cut by the border)
+        return "—" if v is None else f"{v:.4g} {unit}"
+
     return (f"Grains: {s['n_grains']} ({s['n_cut_by_border']} cut by the border)\n"
-            f"ECD mean {ecd['mean']:.4g} {unit}, median {ecd['median']:.4g} {unit}\n"
+            f"ECD mean {size(ecd.get('mean'))}, median {size(ecd.get('median'))}\n"
             f"ASTM E112 G: planimetric {g(g_p)}, intercept {g(g_i)}")
 
 

@@ -95,12 +95,20 @@ def build_params(args: argparse.Namespace):
         if not isinstance(extra, dict):
             raise GrainsError(f"{args.params} must hold a JSON object of SynthParams fields.")
         extra = extra.get("config", extra)  # a manifest line works too
+        if not isinstance(extra, dict) or not isinstance(extra.get("realism", {}) or {}, dict):
+            raise GrainsError(f"{args.params}: 'config' and 'realism' must be JSON objects of "
+                              "SynthParams / Realism fields.")
+        extra = dict(extra)
         merged = p.to_dict()
         realism = merged["realism"]
         realism.update(extra.pop("realism", {}) or {})
         merged.update(extra)
         merged["realism"] = realism
-        p = SynthParams.from_dict(merged)
+        try:
+            p = SynthParams.from_dict(merged)
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise GrainsError(f"{args.params}: a parameter has the wrong type or value ({exc}); "
+                              "see 'napari-grains synth --help' and docs/synthetic-data.md.") from None
     changes = {}
     if args.size:
         changes.update(height=args.size[0], width=args.size[1])
