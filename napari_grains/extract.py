@@ -464,6 +464,9 @@ def _median_symmetric(u8: np.ndarray, size: int) -> np.ndarray:
 def _working_shape(shape: tuple[int, int], params: ExtractParams, scale: float) -> tuple[int, int]:
     if params.mode == "paper":
         return tuple(params.paper_size)  # type: ignore[return-value]
+    # The working-pixel cap lives here, where every caller (pipeline, GUI, training) passes,
+    # so an automatic scale of 4 on a big image can never ask for hours of work or all memory.
+    scale = min(scale, math.sqrt(params.max_working_pixels / (shape[0] * shape[1])))
     return max(16, round(shape[0] * scale)), max(16, round(shape[1] * scale))
 
 

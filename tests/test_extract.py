@@ -369,3 +369,14 @@ def test_extract_accepts_a_file_name_and_reports_a_missing_one(tmp_path, paper_m
     np.testing.assert_array_equal(from_file.boundaries, from_array.boundaries)
     with pytest.raises(GrainsError, match="no such file"):
         extract(tmp_path / "missing.png", paper_model, params)
+
+
+def test_preprocess_caps_the_working_size_for_every_caller():
+    """The GUI calls preprocess directly: the working-pixel cap must hold there too."""
+    from napari_grains.extract import preprocess
+
+    img = _texture((200, 300), seed=4)
+    p = ExtractParams(mode="native", max_working_pixels=120_000)
+    pre = preprocess(img, p, scale=4.0)  # would be 800×1200 = 960,000 px uncapped
+    assert pre.shape[0] * pre.shape[1] <= 120_000 * 1.01
+    assert pre.shape[0] / pre.shape[1] == pytest.approx(200 / 300, rel=0.01)
