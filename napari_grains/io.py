@@ -9,6 +9,7 @@ files users have (PNG, JPEG, TIFF of 8/16 bit, float, RGB/RGBA, and microscope f
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -325,6 +326,24 @@ _UMASK = _read_umask()
 def _chmod_like_open(path: Path) -> None:
     """Give a mkstemp file (mode 0600) the permissions a plain open() would have."""
     os.chmod(path, 0o666 & ~_UMASK)
+
+
+def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (model checks, provenance, sidecar matching).
+
+    Raises
+    ------
+    GrainsError
+        When the file cannot be read.
+    """
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(chunk), b""):
+                h.update(block)
+    except OSError as exc:
+        raise GrainsError(f"cannot read {path} to fingerprint it: {exc}") from exc
+    return h.hexdigest()
 
 
 def list_images(paths) -> list[Path]:

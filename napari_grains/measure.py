@@ -18,7 +18,6 @@ Examples
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -37,7 +36,7 @@ from napari_grains.grains import (
     grain_table,
     label_grains,
 )
-from napari_grains.io import atomic_write
+from napari_grains.io import atomic_write, sha256_file
 from napari_grains.stats import interconnect_statistics, lognormal_fit, summarize
 
 __all__ = [
@@ -111,15 +110,6 @@ class MeasureParams:
     def to_dict(self) -> dict:
         """Plain dictionary of the parameters."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _versions() -> dict:

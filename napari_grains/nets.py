@@ -33,7 +33,6 @@ import contextlib
 import copy
 import ctypes
 import functools
-import hashlib
 import json
 import os
 import platform
@@ -46,7 +45,7 @@ import torch
 from torch import nn
 
 from napari_grains.errors import GrainsError
-from napari_grains.io import atomic_write
+from napari_grains.io import atomic_write, sha256_file
 
 __all__ = [
     "ARCHITECTURES",
@@ -819,15 +818,6 @@ def paper_card() -> dict:
         ),
         "files": {},
     }
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def list_models() -> list[str]:

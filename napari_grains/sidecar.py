@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_grains.errors import GrainsError
-from napari_grains.io import atomic_write
+from napari_grains.io import atomic_write, sha256_file
 
 #: Suffix after the image's stem.
 SUFFIX = ".grains-edits.npz"
@@ -68,21 +68,8 @@ class Sidecar:
 
 
 def file_sha256(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file's bytes.
-
-    Raises
-    ------
-    GrainsError
-        When the file cannot be read.
-    """
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(chunk), b""):
-                h.update(block)
-    except OSError as exc:
-        raise GrainsError(f"cannot read {path} to fingerprint it: {exc}") from exc
-    return h.hexdigest()
+    """SHA-256 hex digest of a file's bytes (:func:`napari_grains.io.sha256_file`)."""
+    return sha256_file(path, chunk=chunk)
 
 
 def data_sha256(data: np.ndarray) -> str:
