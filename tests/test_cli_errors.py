@@ -420,3 +420,12 @@ def test_synth_bad_params_file_is_one_error_line(tmp_path, capsys, params):
     assert rc == 2
     assert "p.json" in (line := _error_line(capsys, "synth")) or "wrong type" in line
     assert not (tmp_path / "o").exists()
+
+
+def test_extract_names_same_stem_inputs_apart_like_run(tmp_path, capsys):
+    iio.imwrite(tmp_path / "a.png", _micrograph())
+    tifffile.imwrite(tmp_path / "a.tif", _micrograph())
+    out = tmp_path / "o"
+    assert main(["extract", str(tmp_path / "a.png"), str(tmp_path / "a.tif"), "--out", str(out),
+                 *EXTRACT_FAST]) == 0
+    assert (out / "a_boundaries.png").is_file() and (out / "a-2_boundaries.png").is_file()

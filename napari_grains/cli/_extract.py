@@ -63,15 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _overlay(gray, boundaries):
-    import numpy as np
-
-    g = np.clip(np.floor(gray * 255 + 0.5), 0, 255).astype(np.uint8)
-    rgb = np.stack([g, g, g], axis=-1)
-    rgb[boundaries] = (255, 0, 0)
-    return rgb
-
-
 def _outputs(out: Path, stem: str) -> dict[str, Path]:
     return {
         "boundaries": out / f"{stem}_boundaries.png",
@@ -87,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     from napari_grains.errors import GrainsError
     from napari_grains.extract import ExtractParams, extract
     from napari_grains.io import atomic_write, list_images, read_image, write_image
+    from napari_grains.measure import unique_stems
     from napari_grains.nets import load_model
+    from napari_grains.plots import overlay_rgb
 
     params = ExtractParams(
         mode=args.mode, scale=args.scale, threshold=args.threshold, tolerance=args.tolerance,
@@ -97,13 +90,7 @@ def run(args: argparse.Namespace) -> int:
     paths = list_images(args.images)
     if not paths:
         raise GrainsError("no images found in " + ", ".join(map(str, args.images)))
-    stems = [p.stem for p in paths]
-    dupes = sorted({s for s in stems if stems.count(s) > 1})
-    if dupes:
-        raise GrainsError(
-            f"several inputs share the name(s) {', '.join(dupes)}; their results would overwrite "
-            "each other. Run them into different --out folders."
-        )
+    stems = unique_stems(paths)  # a.png and a.tif -> a, a-2, as 'run' and 'measure' name them
     if args.out.exists() and not args.out.is_dir():
         raise GrainsError(f"--out {args.out} is a file; give a folder for the results.")
     model = load_model(args.model, device=args.device)
@@ -111,10 +98,10 @@ def run(args: argparse.Namespace) -> int:
 
     failed: list[tuple[Path, str]] = []
     bar = tqdm(total=len(paths), unit="image", disable=args.quiet, file=sys.stderr)
-    for path in paths:
+    for path, stem in zip(paths, stems):
         bar.set_description(path.name)
         try:
-            outs = _outputs(args.out, path.stem)
+            outs = _outputs(args.out, stem)
             existing = [str(p) for p in outs.values() if p.exists()]
             if existing and not args.overwrite:
                 raise GrainsError(
@@ -128,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
 
             res = extract(mg, model, params, callback=show)
             write_image(outs["boundaries"], res.boundaries.astype(np.uint8) * 255)
-            write_image(outs["overlay"], _overlay(mg.data, res.boundaries))
+            write_image(outs["overlay"], overlay_rgb(mg.data, res.boundaries, boundaries=res.boundaries,
+                                                     boundary_color=(255, 0, 0)))
             stack = np.concatenate(
                 [np.floor(res.initial * 255 + 0.5).astype(np.uint8)[None], res.iterations]
             )
