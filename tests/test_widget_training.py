@@ -118,3 +118,34 @@ def test_errors_become_messages_that_say_what_to_do(tmp_path):
     assert "disk is full" in describe_error(full, tmp_path)
     assert describe_error(GrainsError("n_pairs=2: need 4"), None) == "n_pairs=2: need 4"
 
+
+
+def test_stoppable_stops_after_the_current_event_and_closes_the_generator():
+    import threading
+
+    from napari_grains._widgets._common import stoppable
+
+    closed = []
+
+    def events():
+        try:
+            yield from range(5)
+            return "done"
+        finally:
+            closed.append(True)
+
+    stop = threading.Event()
+    seen = []
+    gen = stoppable(events, stop)
+    for k in gen:
+        seen.append(k)
+        if k == 1:
+            stop.set()  # as the Stop button does, between two events
+    assert seen == [0, 1] and closed == [True]
+    # run to its end, the core generator's return value comes through
+    out = []
+
+    def drain():
+        out.append((yield from stoppable(events, threading.Event())))
+
+    assert list(drain()) == [0, 1, 2, 3, 4] and out == ["done"]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +13,78 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QComboBox, QSizePolicy
 
 from napari_grains.errors import GrainsError
+
+
+def if_alive(widget, slot: Callable) -> Callable:
+    """Wrap ``slot`` so it does nothing once ``widget``'s Qt object is deleted.
+
+    A worker may finish after its dock (or the whole viewer) was closed; touching the
+    deleted widgets would raise in the Qt event loop.
+    """
+
+    def call(*args):
+        try:
+            widget.objectName()
+        except RuntimeError:  # wrapped C/C++ object has been deleted
+            return None
+        return slot(*args)
+
+    return call
+
+
+def layer_named(viewer, name: str):
+    """The layer called ``name``, or None (napari's LayerList has no ``get``)."""
+    return viewer.layers[name] if name and name in viewer.layers else None
+
+
+def pair_image_combo(image_combo: QComboBox, boundaries_name: str) -> None:
+    """Select image ``X`` for boundaries layer ``X boundaries`` (the extraction dock's naming)."""
+    suffix = " boundaries"
+    if boundaries_name.endswith(suffix):
+        image = boundaries_name[: -len(suffix)]
+        if image_combo.findText(image) >= 0:
+            image_combo.setCurrentText(image)
+
+
+def image_source_path(layer) -> Path | None:
+    """The file an Image layer was read from, if napari or our reader recorded it."""
+    if layer is None:
+        return None
+    p = getattr(getattr(layer, "source", None), "path", None) or layer.metadata.get("path")
+    return Path(p) if p and Path(p).is_file() else None
+
+
+def stoppable(gen_fn: Callable[[], Generator], stop: threading.Event) -> Generator:
+    """Iterate the generator ``gen_fn()`` makes until it ends or ``stop`` is set.
+
+    Meant to run in a napari generator worker: each event is yielded on, and ``stop`` is
+    checked after each one. The core generator is always closed here, in the worker thread,
+    so its ``finally`` clean-up (writing a checkpoint, shutting a pool) runs off the GUI.
+
+    Parameters
+    ----------
+    gen_fn : callable
+        Makes the generator, e.g. ``functools.partial(iter_batch, paths, out)``.
+    stop : threading.Event
+        Set from the GUI thread to stop after the current event.
+
+    Returns
+    -------
+    object
+        The generator's return value when it ran to its end; None when stopped.
+    """
+    gen = gen_fn()
+    try:
+        while True:
+            try:
+                event = next(gen)
+            except StopIteration as end:
+                return end.value
+            yield event
+            if stop.is_set():
+                return None
+    finally:
+        gen.close()
 
 
 def image_layer_names(viewer) -> list[str]:

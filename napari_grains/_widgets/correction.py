@@ -43,6 +43,12 @@ from qtpy.QtWidgets import (
 )
 
 from napari_grains import edit, sidecar
+from napari_grains._widgets._common import (
+    if_alive,
+    image_source_path,
+    layer_named,
+    pair_image_combo,
+)
 from napari_grains.errors import GrainsError
 
 GRAINS_DEBOUNCE_MS = 300
@@ -60,45 +66,6 @@ def label_boundaries(boundaries: np.ndarray) -> np.ndarray:
     from napari_grains.grains import label_grains
 
     return label_grains(np.asarray(boundaries) != 0)
-
-
-def if_alive(widget, slot):
-    """Wrap ``slot`` so it does nothing once ``widget``'s Qt object is deleted.
-
-    A worker may finish after its dock (or the whole viewer) was closed; touching the
-    deleted widgets would raise in the Qt event loop.
-    """
-
-    def call(*args):
-        try:
-            widget.objectName()
-        except RuntimeError:  # wrapped C/C++ object has been deleted
-            return None
-        return slot(*args)
-
-    return call
-
-
-def layer_named(viewer, name: str):
-    """The layer called ``name``, or None (napari's LayerList has no ``get``)."""
-    return viewer.layers[name] if name and name in viewer.layers else None
-
-
-def pair_image_combo(image_combo: QComboBox, boundaries_name: str) -> None:
-    """Select image ``X`` for boundaries layer ``X boundaries`` (the extraction dock's naming)."""
-    suffix = " boundaries"
-    if boundaries_name.endswith(suffix):
-        image = boundaries_name[: -len(suffix)]
-        if image_combo.findText(image) >= 0:
-            image_combo.setCurrentText(image)
-
-
-def image_source_path(layer) -> Path | None:
-    """The file an Image layer was read from, if napari or our reader recorded it."""
-    if layer is None:
-        return None
-    p = getattr(getattr(layer, "source", None), "path", None) or layer.metadata.get("path")
-    return Path(p) if p and Path(p).is_file() else None
 
 
 def _writable_home(image_path: Path) -> bool:

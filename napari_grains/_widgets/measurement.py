@@ -47,7 +47,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_grains._widgets.correction import if_alive, layer_named
+from napari_grains._widgets._common import if_alive, layer_named, pair_image_combo, stoppable
 from napari_grains.errors import GrainsError
 
 MEASURE_DEBOUNCE_MS = 800
@@ -95,14 +95,7 @@ def _batch_events(paths, out_dir, stop: threading.Event, **kwargs):
     """Iterate :func:`napari_grains.batch.iter_batch` until done or ``stop`` is set."""
     from napari_grains.batch import iter_batch
 
-    gen = iter_batch(paths, out_dir, **kwargs)
-    try:
-        for event in gen:
-            yield event
-            if stop.is_set():
-                break
-    finally:
-        gen.close()
+    yield from stoppable(lambda: iter_batch(paths, out_dir, **kwargs), stop)
 
 
 def summary_text(measurement) -> str:
@@ -377,8 +370,6 @@ class MeasurementWidget(QWidget):
         )
 
     def _watch_boundaries(self, *args) -> None:
-        from napari_grains._widgets.correction import pair_image_combo
-
         layer = self.boundaries_layer
         if layer is None:
             return

@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_grains._widgets.correction import if_alive
+from napari_grains._widgets._common import if_alive, stoppable
 from napari_grains.errors import GrainsError
 
 PREVIEW_DEBOUNCE_MS = 400
@@ -52,14 +52,7 @@ def _train_events(config, out_dir: Path, resume: Path | None, stop: threading.Ev
     """
     from napari_grains.train import iter_train
 
-    gen = iter_train(config, out_dir, resume=resume)
-    try:
-        for event in gen:
-            yield event
-            if stop.is_set():
-                break
-    finally:
-        gen.close()
+    yield from stoppable(lambda: iter_train(config, out_dir, resume=resume), stop)
     return out_dir
 
 
