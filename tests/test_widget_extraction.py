@@ -5,6 +5,8 @@ The nets run for real (the paper model), with few Net2 iterations so each test s
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -108,6 +110,14 @@ def test_changed_threshold_reuses_the_nets(dock, qtbot, monkeypatch):
     _wait_idle(qtbot, widget)
     first = viewer.layers["synthetic TEM boundaries"].data.copy()
     calls = []
+    resize = core._to_original
+
+    def resize_spy(*a, **k):  # a resize of the full image must never run on the GUI thread
+        if threading.current_thread() is threading.main_thread():
+            calls.append("resize on the GUI thread")
+        return resize(*a, **k)
+
+    monkeypatch.setattr(core, "_to_original", resize_spy)
     monkeypatch.setattr(core, "run_net1", lambda *a, **k: calls.append("net1"))
     monkeypatch.setattr(core, "iter_net2", lambda *a, **k: calls.append("net2") or iter(()))
     widget.threshold.setValue(0.6)
@@ -118,6 +128,9 @@ def test_changed_threshold_reuses_the_nets(dock, qtbot, monkeypatch):
     assert second.sum() < first.sum()  # a higher threshold keeps fewer boundary pixels
     np.testing.assert_array_equal(second.astype(bool),
                                   widget.session.result.boundaries_at(0.6))
+    # the result's Net1 map is the one the worker resized once and the layer shows
+    np.testing.assert_array_equal(widget.session.result.initial,
+                                  viewer.layers["synthetic TEM initial guess"].data)
 
 
 def test_cancel_stops_the_worker(dock, qtbot):

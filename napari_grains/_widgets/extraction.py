@@ -81,6 +81,7 @@ class _Session:
     pre: core.Preprocessed
     edges: Any                      # EdgeStack (working resolution)
     initial: np.ndarray             # Net1 map, working resolution, float32
+    initial_original: np.ndarray | None = None  # the same, resized to the image (worker-made)
     net2_key: tuple | None = None
     frames: np.ndarray | None = None    # (capacity, H, W) uint8, original size
     work: list[np.ndarray] = field(default_factory=list)  # uint8, working size
@@ -140,9 +141,11 @@ def _run_job(image, params: core.ExtractParams, model_loader, session: _Session 
         yield "edges", core._to_original(edges.rgb, pre.original_shape, nearest=True)
         yield "status", ("Net1: initial guess…", 0.1)
         initial = core.run_net1(edges, model, p)
-        session = _Session("", net1_key, p, model, pre, edges, initial)
+        # resized here, on the worker, once: the result reuses it (no resize in a GUI slot)
+        initial_original = core._to_original(initial, pre.original_shape)
+        session = _Session("", net1_key, p, model, pre, edges, initial, initial_original)
         yield "session", session
-        yield "initial", core._to_original(initial, pre.original_shape)
+        yield "initial", initial_original
     if until == "net1":
         return
     p = replace(session.params, **{k: getattr(params, k) for k in _NET2_FIELDS + _FINAL_FIELDS})
@@ -517,7 +520,7 @@ class ExtractionWidget(QWidget):
         k = len(s.changes)
         s.result = core.ExtractResult(
             boundaries=boundaries, edges=s.edges,
-            initial=core._to_original(s.initial, s.pre.original_shape),
+            initial=s.initial_original,
             iterations=s.frames[:k], changes=np.asarray(s.changes), n_iterations=k,
             converged=s.converged, refined=s.last if s.last is not None else s.initial,
             preprocessed=s.pre, params=replace(s.params), model_name=s.model.name)
