@@ -87,6 +87,9 @@ def test_row_selection_highlights_grain_and_click_selects_row(dock, qtbot):
     label = int(m.table["label"].iloc[7])  # rows start in the core's order
     assert dock.selected_labels() == [label]
     np.testing.assert_array_equal(highlighted(dock, m.labels.shape), m.labels == label)
+    # the highlight holds only the grain's bounding box, found once by the measure worker
+    rows, cols = np.nonzero(m.labels == label)
+    assert dock.highlight_layer.data.shape == (np.ptp(rows) + 1, np.ptp(cols) + 1)
     # click inside another grain: its row becomes the selection and its grain is highlighted
     target = int(m.labels[50, 90])
     click = SimpleNamespace(type="mouse_press", position=(50.0, 90.0))

@@ -81,14 +81,20 @@ def render_histogram(measurement, *, bins: int, log: bool, weights: str,
 
 
 def _measure_job(boundaries, image, pixel_size, unit, params, hist):
-    """Worker: measure and render the histogram."""
+    """Worker: measure, render the histogram, and find each grain's bounding box.
+
+    The boxes (``scipy.ndimage.find_objects``, index ``label - 1``) let the GUI highlight a
+    selected grain by looking at its box only, never at the whole label image.
+    """
+    from scipy import ndimage
+
     from napari_grains.io import to_gray_float
     from napari_grains.measure import measure
 
     gray = to_gray_float(image) if image is not None else None
     m = measure(boundaries, pixel_size=pixel_size, unit=unit, image=gray, params=params)
     rgba = render_histogram(m, **hist) if m.n_grains else None
-    return m, rgba
+    return m, rgba, ndimage.find_objects(m.labels)
 
 
 def _batch_events(paths, out_dir, stop: threading.Event, **kwargs):
@@ -197,6 +203,7 @@ class MeasurementWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.measurement = None
+        self._grain_boxes: list = []  # find_objects of the measured labels (label - 1)
         #: Injectable dialogs (tests replace them).
         self.ask_save_path: Callable[[str, str, str], str | None] = self._dialog_save_path
         self.ask_overwrite: Callable[[Path], bool] = self._dialog_overwrite
@@ -436,10 +443,11 @@ class MeasurementWidget(QWidget):
         self._start(_measure_job, boundaries, img, ps, unit, params, self._hist_kwargs(),
                     on_done=lambda res: self._show(seq, layer, *res))
 
-    def _show(self, seq: int, layer, measurement, rgba) -> None:
+    def _show(self, seq: int, layer, measurement, rgba, boxes) -> None:
         if seq != self._seq:
             return  # an older run finished after a newer one started
         self.measurement = measurement
+        self._grain_boxes = boxes
         self.summary.setText(summary_text(measurement))
         self.model.set_table(measurement.table)
         self._set_histogram(rgba)
@@ -500,10 +508,14 @@ class MeasurementWidget(QWidget):
             if hl is not None:
                 hl.visible = False
             return
-        mask = self.measurement.labels == labels[0]
-        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-        crop = mask[r0:r1, c0:c1].astype(np.uint8)
+        boxes = self._grain_boxes
+        box = boxes[labels[0] - 1] if 0 < labels[0] <= len(boxes) else None
+        if box is None:  # no such grain in the labels (cannot happen for a listed row)
+            if hl is not None:
+                hl.visible = False
+            return
+        r0, c0 = box[0].start, box[1].start
+        crop = (self.measurement.labels[box] == labels[0]).astype(np.uint8)
         scale = np.asarray(layer.scale[-2:], float)
         translate = np.asarray(layer.translate[-2:], float) + scale * (r0, c0)
         if hl is None:
