@@ -177,3 +177,20 @@ def test_sample_data_edits_go_to_the_user_folder_not_the_package(
     path = w.autosave(force=True)
     assert path == tmp_path / "napari-grains" / "edits" / "TEM.grains-edits.npz"
     assert not list(tem.parent.glob("*.grains-edits.npz"))
+
+
+def test_live_grain_view_uses_the_measurement_docks_smallest_grain(dock, qtbot):
+    from napari_grains._widgets.measurement import MeasurementWidget
+
+    w, _, _ = dock
+    qtbot.waitUntil(lambda: w.n_grains == 9, timeout=10000)
+    assert "≥ 10 px" in w.grains_label.text()  # no measurement dock: the core's default
+    m = MeasurementWidget(w.viewer)
+    w.viewer.window.add_dock_widget(m, name="measure")
+    w.update_grains()
+    qtbot.waitUntil(lambda: "measurement dock" in w.grains_label.text(), timeout=10000)
+    # from now on, changing the measurement dock's setting recounts the live view
+    m.min_area.setValue(1000)  # larger than every grain of the 3x3 grid
+    qtbot.waitUntil(lambda: w.n_grains == 0, timeout=10000)
+    assert "≥ 1000 px" in w.grains_label.text()
+    assert w.viewer.layers["micrograph boundaries grains"].data.max() == 0

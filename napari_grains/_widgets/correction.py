@@ -61,11 +61,14 @@ def default_edits_folder() -> Path:
     return Path(base) / "napari-grains" / "edits"
 
 
-def label_boundaries(boundaries: np.ndarray) -> np.ndarray:
-    """Grain labels of a boundary map, through the core's ``grains.label_grains``."""
+def label_boundaries(boundaries: np.ndarray, min_area: int = 10) -> np.ndarray:
+    """Grain labels of a boundary map, through the core's ``grains.label_grains``.
+
+    ``min_area`` (pixels) is the smallest grain kept, as in the measurement dock.
+    """
     from napari_grains.grains import label_grains
 
-    return label_grains(np.asarray(boundaries) != 0)
+    return label_grains(np.asarray(boundaries) != 0, min_area=int(min_area))
 
 
 def _writable_home(image_path: Path) -> bool:
@@ -132,6 +135,7 @@ class CorrectionWidget(QWidget):
         self._watched: set[int] = set()
         self._offered: set[str] = set()
         self._fingerprints: dict[int, str] = {}
+        self._followed: set[int] = set()  # measurement docks whose min area we follow
         self._grains_pending = False
         self._build()
         self._grains_timer = QTimer(self, singleShot=True, interval=GRAINS_DEBOUNCE_MS)
@@ -202,6 +206,7 @@ class CorrectionWidget(QWidget):
 
         self.live_check = QCheckBox("Live grain view", checked=True)
         self.grains_label = QLabel("grains: -")
+        self.grains_label.setWordWrap(True)
         row = QHBoxLayout()
         row.addWidget(self.live_check)
         row.addWidget(self.grains_label)
@@ -459,11 +464,12 @@ class CorrectionWidget(QWidget):
             return
         self._grains_pending = True
         snapshot = np.asarray(layer.data) != 0
+        min_area, source = self.live_min_area()
 
         def shown(labels):
             self._grains_pending = False
             self.n_grains = int(labels.max())
-            self.grains_label.setText(f"grains: {self.n_grains}")
+            self.grains_label.setText(f"grains: {self.n_grains} (≥ {min_area} px, {source})")
             name = f"{layer.name} grains"
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = labels
@@ -472,8 +478,32 @@ class CorrectionWidget(QWidget):
                                        translate=layer.translate)
                 self.viewer.layers.selection.active = layer  # keep editing the boundaries
 
-        worker = self._start(label_boundaries, snapshot, on_done=shown)
+        worker = self._start(label_boundaries, snapshot, min_area, on_done=shown)
         worker.errored.connect(lambda e: setattr(self, "_grains_pending", False))
+
+    def live_min_area(self) -> tuple[int, str]:
+        """Smallest grain (px) the live view keeps, and where that setting comes from.
+
+        The measurement dock's "Smallest grain" when one is open in this viewer, so both docks
+        count the same grains; otherwise the core's default.
+        """
+        from napari_grains._widgets.measurement import MeasurementWidget
+
+        window = getattr(self.viewer, "window", None)
+        try:
+            docks = list(window.dock_widgets.values()) if window is not None else []
+        except (AttributeError, RuntimeError):  # an older napari, or a closing window
+            docks = []
+        for widget in docks:
+            if isinstance(widget, MeasurementWidget):
+                if id(widget) not in self._followed:  # recount when that setting changes
+                    self._followed.add(id(widget))
+                    widget.min_area.valueChanged.connect(
+                        if_alive(self, lambda *a: self._schedule(save=False)))
+                return int(widget.min_area.value()), "measurement dock's smallest grain"
+        from napari_grains.measure import MeasureParams
+
+        return int(MeasureParams().min_area), "default smallest grain"
 
     # ------------------------------------------------------------ autosave
     def _fingerprint(self, image_layer) -> str:
