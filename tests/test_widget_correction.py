@@ -137,6 +137,7 @@ def test_autosave_writes_sidecar_and_reopening_offers_it(dock, qtbot, make_napar
     w2.ask_question = lambda title, text: asked.append(text) or True
     image = iio.imread(img_path)
     viewer2.add_image(image, name="micrograph", metadata={"path": str(img_path)})
+    qtbot.waitUntil(lambda: "micrograph boundaries" in viewer2.layers, timeout=10000)
     assert len(asked) == 1 and "micrograph" in asked[0]
     restored = viewer2.layers["micrograph boundaries"]
     np.testing.assert_array_equal(restored.data != 0, layer.data != 0)
@@ -194,3 +195,55 @@ def test_live_grain_view_uses_the_measurement_docks_smallest_grain(dock, qtbot):
     qtbot.waitUntil(lambda: w.n_grains == 0, timeout=10000)
     assert "≥ 1000 px" in w.grains_label.text()
     assert w.viewer.layers["micrograph boundaries grains"].data.max() == 0
+
+
+def test_hashing_and_writing_run_off_the_gui_thread(dock, qtbot, monkeypatch):
+    import threading
+
+    from napari_grains._widgets._common import OUTPUT_KEY
+
+    w, _, img_path = dock
+    on_gui = []
+    for name in ("file_sha256", "data_sha256", "save_sidecar", "find_sidecar"):
+        real = getattr(sidecar, name)
+
+        def spy(*a, _real=real, _name=name, **k):
+            if threading.current_thread() is threading.main_thread():
+                on_gui.append(_name)
+            return _real(*a, **k)
+
+        monkeypatch.setattr(sidecar, name, spy)
+    hashed = []
+    real_data_sha = sidecar.data_sha256
+    monkeypatch.setattr(sidecar, "data_sha256", lambda a: hashed.append(a.shape) or
+                        real_data_sha(a))
+    # our docks' outputs are never fingerprinted; a user's image with no file is, on a worker
+    w.viewer.add_image(np.zeros((60, 60)), name="micrograph edges")
+    w.viewer.add_image(np.zeros((60, 60)), name="a map", metadata={OUTPUT_KEY: True})
+    w.viewer.add_image(np.ones((7, 9)), name="pasted image")
+    qtbot.waitUntil(lambda: not w.busy, timeout=10000)
+    assert hashed == [(7, 9)]
+    # a debounced autosave after an edit hashes the image file and writes on a worker
+    w._fingerprints.clear()
+    w.delete_at((30, 20))
+    settle(qtbot, w)
+    qtbot.waitUntil(lambda: w.last_sidecar is not None and not w.dirty, timeout=10000)
+    assert on_gui == []
+    assert sidecar.find_sidecar(img_path) is not None
+
+
+def test_an_older_save_never_overwrites_a_newer_one(tmp_path):
+    import threading
+
+    from napari_grains._widgets.correction import _save_job
+
+    img = tmp_path / "a.png"
+    img.write_bytes(b"pixels")
+    target = {"image_path": img, "folder": None, "name": "a", "image_sha256": None}
+    lock, written = threading.Lock(), {"seq": 0}
+    newer = np.eye(4, dtype=bool)
+    path, sha = _save_job(newer, target, None, lock, 2, written)
+    assert path is not None and sha == sidecar.file_sha256(img)
+    stale, _ = _save_job(np.zeros((4, 4), bool), target, None, lock, 1, written)
+    assert stale is None
+    np.testing.assert_array_equal(sidecar.find_sidecar(img).boundaries, newer)

@@ -54,6 +54,19 @@ def image_source_path(layer) -> Path | None:
     return Path(p) if p and Path(p).is_file() else None
 
 
+#: Metadata key set on the layers our docks make (edges, Net1 map, iterations, previews).
+OUTPUT_KEY = "napari_grains_output"
+#: Name endings of those layers, for ones made before the key existed.
+OUTPUT_SUFFIXES = (" edges", " initial guess", " iterations", " grains", " highlight",
+                   " selected grain")
+
+
+def is_dock_output(layer) -> bool:
+    """Whether ``layer`` is an output of one of our docks (not an image the user opened)."""
+    meta = getattr(layer, "metadata", None) or {}
+    return bool(meta.get(OUTPUT_KEY)) or str(layer.name).endswith(OUTPUT_SUFFIXES)
+
+
 def stoppable(gen_fn: Callable[[], Generator], stop: threading.Event) -> Generator:
     """Iterate the generator ``gen_fn()`` makes until it ends or ``stop`` is set.
 

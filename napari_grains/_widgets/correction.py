@@ -7,13 +7,16 @@ one step of napari's own undo/redo (Ctrl+Z / Shift+Ctrl+Z), exactly like a brush
 
 After each edit (tool, brush, eraser, fill, undo or redo) two debounced timers run: the grain
 labels are recomputed on a worker and shown in a ``<boundaries> grains`` layer, and the map is
-autosaved with :mod:`napari_grains.sidecar`. Opening an image that has a sidecar offers it
-back; closing napari or removing the layer with unsaved edits asks first.
+autosaved with :mod:`napari_grains.sidecar`, also on a worker. Opening an image that has a
+sidecar offers it back (the image is fingerprinted on a worker; our docks' own output layers
+are never fingerprinted); closing napari or removing the layer with unsaved edits asks first,
+and saves on the spot.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -46,6 +49,7 @@ from napari_grains import edit, sidecar
 from napari_grains._widgets._common import (
     if_alive,
     image_source_path,
+    is_dock_output,
     layer_named,
     pair_image_combo,
 )
@@ -69,6 +73,53 @@ def label_boundaries(boundaries: np.ndarray, min_area: int = 10) -> np.ndarray:
     from napari_grains.grains import label_grains
 
     return label_grains(np.asarray(boundaries) != 0, min_area=int(min_area))
+
+
+def _pixels_if_no_file(image_layer):
+    """The image's pixels when it has no file to fingerprint.
+
+    The layer's own array (level 0 of a multiscale one), not a copy: it is read on the worker.
+    """
+    if image_source_path(image_layer) is not None:
+        return None
+    data = image_layer.data
+    return data[0] if getattr(image_layer, "multiscale", False) else data
+
+
+def _image_sha256(target: dict, pixels: np.ndarray | None) -> str:
+    """Worker: the image's fingerprint (known already, or hashed from its file or pixels)."""
+    if target.get("image_sha256"):
+        return target["image_sha256"]
+    if target.get("image_path") is not None:
+        return sidecar.file_sha256(target["image_path"])
+    return sidecar.data_sha256(np.asarray(pixels))
+
+
+def _lookup_job(target: dict, pixels: np.ndarray | None):
+    """Worker: ``(sha256, sidecar or None)`` for an image that was just opened."""
+    sha = _image_sha256(target, pixels)
+    return sha, sidecar.find_sidecar(**{**target, "image_sha256": sha})
+
+
+def _save_job(boundaries: np.ndarray, target: dict, pixels, lock: threading.Lock,
+              seq: int, written: dict) -> tuple[Path | None, str]:
+    """Write the sidecar (on a worker, or on the GUI thread when closing).
+
+    Writes are serialised by ``lock`` and numbered: a save started earlier than the last one
+    written (``written["seq"]``) is skipped, so an older map never overwrites a newer one.
+
+    Returns
+    -------
+    (path or None, sha256)
+        The sidecar written (None when skipped as stale) and the image's fingerprint.
+    """
+    sha = _image_sha256(target, pixels)
+    with lock:
+        if written["seq"] > seq:
+            return None, sha
+        path = sidecar.save_sidecar(boundaries, **{**target, "image_sha256": sha})
+        written["seq"] = seq
+    return path, sha
 
 
 def _writable_home(image_path: Path) -> bool:
@@ -134,16 +185,24 @@ class CorrectionWidget(QWidget):
         self._saved: dict[int, np.ndarray] = {}  # id(layer) -> map last written
         self._watched: set[int] = set()
         self._offered: set[str] = set()
-        self._fingerprints: dict[int, str] = {}
+        self._fingerprints: dict[int, str] = {}  # id(image layer) -> sha256 (worker-made)
+        self._looking: set[int] = set()  # image layers whose sidecar lookup is running
+        self._write_lock = threading.Lock()  # one sidecar write at a time, in order
+        self._save_worker = None
+        self._save_again = False
+        self._save_seq = 0  # saves started
+        self._save_seq_applied = 0  # newest save whose result is applied
+        self._written = {"seq": 0}  # newest save on disk (shared with the workers)
         self._followed: set[int] = set()  # measurement docks whose min area we follow
         self._grains_pending = False
         self._build()
         self._grains_timer = QTimer(self, singleShot=True, interval=GRAINS_DEBOUNCE_MS)
         self._grains_timer.timeout.connect(self.update_grains)
         self._save_timer = QTimer(self, singleShot=True, interval=AUTOSAVE_DEBOUNCE_MS)
-        self._save_timer.timeout.connect(self.autosave)
+        self._save_timer.timeout.connect(self.autosave_in_background)
         self.viewer.layers.events.inserted.connect(self._on_inserted)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._forget)
         self.viewer.layers.events.removing.connect(self._on_removing)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
         self.viewer.mouse_double_click_callbacks.append(self._on_double_click)
@@ -234,7 +293,7 @@ class CorrectionWidget(QWidget):
         self.apply_gaps_btn.clicked.connect(self.apply_gaps)
         self.live_check.toggled.connect(lambda on: on and self._schedule())
         self.folder_btn.clicked.connect(self._choose_folder)
-        self.save_btn.clicked.connect(lambda: self.autosave(force=True))
+        self.save_btn.clicked.connect(lambda: self.autosave_in_background(force=True))
 
     # -------------------------------------------------------------- layers
     def _layers(self, kind: str) -> list:
@@ -275,6 +334,13 @@ class CorrectionWidget(QWidget):
         for ev in (layer.events.paint, layer.events.set_data, layer.events.data):
             ev.connect(self._on_edited)
         self._schedule(save=False)
+
+    def _forget(self, event) -> None:
+        """Drop what is cached under a removed layer's id (a new layer may reuse the id)."""
+        key = id(getattr(event, "value", None))
+        self._fingerprints.pop(key, None)
+        self._saved.pop(key, None)
+        self._watched.discard(key)
 
     def _on_inserted(self, event) -> None:
         self._refresh_layers()
@@ -506,24 +572,21 @@ class CorrectionWidget(QWidget):
         return int(MeasureParams().min_area), "default smallest grain"
 
     # ------------------------------------------------------------ autosave
-    def _fingerprint(self, image_layer) -> str:
-        key = id(image_layer)
-        if key not in self._fingerprints:
-            path = image_source_path(image_layer)
-            self._fingerprints[key] = (sidecar.file_sha256(path) if path is not None
-                                       else sidecar.data_sha256(np.asarray(image_layer.data)))
-        return self._fingerprints[key]
-
-    def _sidecar_target(self, image_layer) -> dict:
+    # Fingerprinting an image (SHA-256 of its whole file, or of its pixels) and writing a
+    # sidecar take seconds for a large micrograph, so both run on workers; the GUI thread only
+    # compares maps and applies results. A synchronous save remains for the moments that
+    # cannot wait (napari closing, a layer being removed, the public ``autosave()``).
+    def _target(self, image_layer) -> dict:
+        """Where this image's sidecar goes (``image_sha256`` only when already known)."""
         path = image_source_path(image_layer)
         folder = self.autosave_folder
         if folder is None and (path is None or not _writable_home(path)):
             folder = default_edits_folder()
         return {"image_path": path, "folder": folder, "name": image_layer.name,
-                "image_sha256": self._fingerprint(image_layer)}
+                "image_sha256": self._fingerprints.get(id(image_layer))}
 
-    def autosave(self, force: bool = False) -> Path | None:
-        """Write the boundaries to the image's sidecar now (when changed, or ``force``)."""
+    def _boundaries_to_save(self, force: bool):
+        """``(layer, image, current map)`` to write now, or None when nothing is due."""
         self._save_timer.stop()
         layer, image = self.boundaries_layer, self.image_layer
         if layer is None:
@@ -531,34 +594,117 @@ class CorrectionWidget(QWidget):
         if image is None:
             self.save_label.setText("not saved: choose the image these boundaries belong to")
             return None
-        if not force and not self.dirty:
-            return self.last_sidecar
-        current = np.asarray(layer.data) != 0
-        try:
-            path = sidecar.save_sidecar(current, **self._sidecar_target(image))
-        except GrainsError as exc:
-            self.save_label.setText(f"NOT saved: {exc}")
-            show_error(f"Autosave failed: {exc}")
+        current = np.asarray(layer.data) != 0  # computed once per save
+        saved = self._saved.get(id(layer))
+        if not force and saved is not None and np.array_equal(saved, current):
             return None
+        return layer, image, current
+
+    def autosave(self, force: bool = False) -> Path | None:
+        """Write the boundaries to the image's sidecar now, on this thread.
+
+        Used where the write cannot be deferred (closing); the debounced autosave after an
+        edit runs :meth:`autosave_in_background` instead. Returns the sidecar written (or
+        the last one, when nothing changed), or None when it could not be written.
+        """
+        due = self._boundaries_to_save(force)
+        if due is None:  # no layer or no image: nothing written; unchanged: the last save
+            ok = self.boundaries_layer is not None and self.image_layer is not None
+            return self.last_sidecar if ok else None
+        layer, image, current = due
+        self._save_seq += 1
+        seq = self._save_seq
+        try:
+            path, sha = _save_job(current, self._target(image), _pixels_if_no_file(image),
+                                  self._write_lock, seq, self._written)
+        except GrainsError as exc:
+            self._save_failed(exc)
+            return None
+        self._saved_done(seq, layer, image, current, (path, sha))
+        return path
+
+    def autosave_in_background(self, force: bool = False) -> None:
+        """Write the boundaries to the sidecar on a worker (only the newest map is written).
+
+        While a write is running, a new request waits for it and then writes the map as it is
+        then, so edits made meanwhile are never lost and writes never overtake each other.
+        """
+        if self._save_worker is not None:
+            self._save_again = True
+            return
+        due = self._boundaries_to_save(force)
+        if due is None:
+            return
+        layer, image, current = due
+        self._save_seq += 1
+        seq = self._save_seq
+        self.save_label.setText("saving…")
+        worker = create_worker(_save_job, current, self._target(image),
+                               _pixels_if_no_file(image), self._write_lock, seq, self._written,
+                               _start_thread=False)
+        self._save_worker = worker
+        self._busy += 1
+        worker.returned.connect(if_alive(
+            self, lambda res: self._saved_done(seq, layer, image, current, res)))
+        worker.errored.connect(if_alive(self, self._save_failed))
+        worker.finished.connect(if_alive(self, self._save_finished))
+        worker.start()
+
+    def _saved_done(self, seq: int, layer, image, current: np.ndarray, result) -> None:
+        path, sha = result
+        self._fingerprints[id(image)] = sha
+        if path is None or seq < self._save_seq_applied:
+            return  # a newer save (e.g. a synchronous one at closing) already landed
+        self._save_seq_applied = seq
         self._saved[id(layer)] = current
         self.last_sidecar = path
         self.save_label.setText(f"saved {path}")
-        return path
+
+    def _save_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, GrainsError):
+            self.save_label.setText(f"NOT saved: {exc}")
+            show_error(f"Autosave failed: {exc}")
+        else:
+            self.save_label.setText(f"NOT saved: {type(exc).__name__}: {exc}")
+            show_error(f"Autosave failed unexpectedly ({type(exc).__name__}: {exc})")
+
+    def _save_finished(self) -> None:
+        self._busy -= 1
+        self._save_worker = None
+        if self._save_again:  # edits arrived while writing: write the newest map now
+            self._save_again = False
+            self.autosave_in_background()
 
     def _choose_folder(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Folder for autosaved corrections")
         if folder:
             self.autosave_folder = Path(folder)
-            self.autosave(force=True)
+            self.autosave_in_background(force=True)
 
     def _offer_sidecar(self, layer) -> None:
-        if type(layer).__name__ != "Image":
+        """Look for a sidecar of a newly opened image on a worker; offer it when found."""
+        if type(layer).__name__ != "Image" or is_dock_output(layer):
             return
-        target = self._sidecar_target(layer)
-        found = sidecar.find_sidecar(**target)
-        if found is None or target["image_sha256"] in self._offered:
+        key = id(layer)
+        if key in self._fingerprints or key in self._looking:
             return
-        self._offered.add(target["image_sha256"])
+        self._looking.add(key)
+        target = self._target(layer)
+
+        def found_one(result) -> None:
+            self._looking.discard(key)
+            sha, found = result
+            self._fingerprints[key] = sha
+            if layer in self.viewer.layers:
+                self._restore(layer, sha, found)
+
+        worker = self._start(_lookup_job, target, _pixels_if_no_file(layer), on_done=found_one)
+        worker.errored.connect(lambda e: self._looking.discard(key))
+
+    def _restore(self, layer, sha: str, found: sidecar.Sidecar | None) -> None:
+        if found is None or sha in self._offered:
+            return
+        self._offered.add(sha)
         if tuple(found.shape) != tuple(np.shape(layer.data)[-2:]):
             return
         if not self.ask_question(

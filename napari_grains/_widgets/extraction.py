@@ -44,6 +44,7 @@ from qtpy.QtWidgets import (
 
 from napari_grains import extract as core
 from napari_grains._widgets._common import (
+    OUTPUT_KEY,
     ConvergencePlot,
     calibration_of,
     fingerprint,
@@ -620,7 +621,8 @@ class ExtractionWidget(QWidget):
         geo = geometry_of(source, leading)
         if leading:
             geo["translate"] = (first_index, *geo["translate"][1:])
-        return self.viewer.add_image(data, name=name, rgb=rgb, **geo, **kwargs)
+        return self.viewer.add_image(data, name=name, rgb=rgb, metadata={OUTPUT_KEY: True},
+                                     **geo, **kwargs)
 
 
 def _layer_or_none(viewer, name: str):

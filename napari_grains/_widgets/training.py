@@ -38,7 +38,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_grains._widgets._common import if_alive, stoppable
+from napari_grains._widgets._common import OUTPUT_KEY, if_alive, stoppable
 from napari_grains.errors import GrainsError
 
 PREVIEW_DEBOUNCE_MS = 400
@@ -258,7 +258,7 @@ class TrainingWidget(QWidget):
             if name in self.viewer.layers:
                 self.viewer.layers[name].data = data
             else:
-                add(data, name=name)
+                add(data, name=name, metadata={OUTPUT_KEY: True})
 
     # ------------------------------------------------------------ training
     @property
