@@ -247,3 +247,14 @@ def test_an_older_save_never_overwrites_a_newer_one(tmp_path):
     stale, _ = _save_job(np.zeros((4, 4), bool), target, None, lock, 1, written)
     assert stale is None
     np.testing.assert_array_equal(sidecar.find_sidecar(img).boundaries, newer)
+
+
+def test_removing_the_boundaries_while_grains_are_counted_does_not_crash(dock, qtbot):
+    """The walk-through hit 'Cannot select item that is not in list' here."""
+    w, layer, _ = dock
+    qtbot.waitUntil(lambda: w.n_grains == 9, timeout=10000)
+    w.viewer.layers.remove(w.viewer.layers["micrograph boundaries grains"])
+    w.update_grains()  # a count starts on a worker ...
+    w.viewer.layers.remove(layer)  # ... and its layer goes away before it finishes
+    qtbot.waitUntil(lambda: not w._grains_pending, timeout=10000)
+    assert "micrograph boundaries grains" not in w.viewer.layers

@@ -420,8 +420,7 @@ class CorrectionWidget(QWidget):
             layer = self.boundaries_layer
             self.viewer.add_points(np.array(self.draft), name="draft boundary", size=3,
                                    face_color="cyan", scale=layer.scale if layer else None)
-            if layer is not None:
-                self.viewer.layers.selection.active = layer
+            self._select(layer)
         else:
             self._show_shapes("draft boundary", [np.array(self.draft)], "path", "cyan")
 
@@ -534,6 +533,8 @@ class CorrectionWidget(QWidget):
 
         def shown(labels):
             self._grains_pending = False
+            if layer not in self.viewer.layers:  # removed while we counted: nothing to show
+                return
             self.n_grains = int(labels.max())
             self.grains_label.setText(f"grains: {self.n_grains} (≥ {min_area} px, {source})")
             name = f"{layer.name} grains"
@@ -542,7 +543,7 @@ class CorrectionWidget(QWidget):
             else:
                 self.viewer.add_labels(labels, name=name, opacity=0.35, scale=layer.scale,
                                        translate=layer.translate)
-                self.viewer.layers.selection.active = layer  # keep editing the boundaries
+                self._select(layer)  # keep editing the boundaries
 
         worker = self._start(label_boundaries, snapshot, min_area, on_done=shown)
         worker.errored.connect(lambda e: setattr(self, "_grains_pending", False))
@@ -749,7 +750,11 @@ class CorrectionWidget(QWidget):
         self.viewer.add_shapes([np.asarray(s) for s in shapes], shape_type=kind, name=name,
                                edge_color=color, edge_width=1.5,
                                scale=layer.scale if layer is not None else None)
-        if layer is not None:
+        self._select(layer)
+
+    def _select(self, layer) -> None:
+        """Make ``layer`` the active one again, if it is still in the viewer."""
+        if layer is not None and layer in self.viewer.layers:
             self.viewer.layers.selection.active = layer
 
     def _remove_layer(self, name: str) -> None:
