@@ -198,3 +198,23 @@ def test_summary_text_when_no_grain_is_measurable():
     text = summary_text(measure(b))
     assert text.startswith("Grains: ")
     assert "ECD mean —, median —" in text
+
+
+def test_export_of_a_bundled_sample_proposes_home_not_the_package(dock, qtbot, tmp_path):
+    """The sample lives inside the installed package: the save dialog must not start there."""
+    from pathlib import Path
+
+    import napari_grains
+
+    measured(qtbot, dock)
+    package_data = Path(napari_grains.__file__).parent / "data"
+    dock.image_layer.metadata["path"] = str(package_data / "TEM.png")
+    proposed = []
+    dock.ask_save_path = lambda kind, default, filt: proposed.append(default)  # cancel
+    dock.export("csv")
+    assert Path(proposed[0]).parent == Path.home()
+    mine = tmp_path / "mine.png"
+    mine.write_bytes(b"")
+    dock.image_layer.metadata["path"] = str(mine)
+    dock.export("csv")
+    assert Path(proposed[1]).parent == tmp_path

@@ -252,3 +252,17 @@ class ConvergencePlot:
             lo, hi = min(values), max(values)
             self.ax.set_ylim(lo / 2, hi * 2)
         self.canvas.draw_idle()
+
+
+def writable_home(image_path: Path) -> bool:
+    """Whether files may go next to this image: not inside our package data, folder writable.
+
+    The bundled samples live in the installed package; nothing of the user's belongs there.
+    """
+    import os
+
+    import napari_grains
+
+    package = Path(napari_grains.__file__).resolve().parent
+    folder = Path(image_path).resolve().parent
+    return package not in (folder, *folder.parents) and os.access(folder, os.W_OK)

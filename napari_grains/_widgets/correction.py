@@ -52,6 +52,7 @@ from napari_grains._widgets._common import (
     is_dock_output,
     layer_named,
     pair_image_combo,
+    writable_home,
 )
 from napari_grains.errors import GrainsError
 
@@ -120,15 +121,6 @@ def _save_job(boundaries: np.ndarray, target: dict, pixels, lock: threading.Lock
         path = sidecar.save_sidecar(boundaries, **{**target, "image_sha256": sha})
         written["seq"] = seq
     return path, sha
-
-
-def _writable_home(image_path: Path) -> bool:
-    """Whether a sidecar may go next to this image (not in our package data, folder writable)."""
-    import napari_grains
-
-    package = Path(napari_grains.__file__).resolve().parent
-    folder = image_path.resolve().parent
-    return package not in (folder, *folder.parents) and os.access(folder, os.W_OK)
 
 
 def _ask_question(title: str, text: str) -> bool:
@@ -581,7 +573,7 @@ class CorrectionWidget(QWidget):
         """Where this image's sidecar goes (``image_sha256`` only when already known)."""
         path = image_source_path(image_layer)
         folder = self.autosave_folder
-        if folder is None and (path is None or not _writable_home(path)):
+        if folder is None and (path is None or not writable_home(path)):
             folder = default_edits_folder()
         return {"image_path": path, "folder": folder, "name": image_layer.name,
                 "image_sha256": self._fingerprints.get(id(image_layer))}

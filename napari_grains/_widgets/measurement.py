@@ -47,7 +47,13 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_grains._widgets._common import if_alive, layer_named, pair_image_combo, stoppable
+from napari_grains._widgets._common import (
+    if_alive,
+    layer_named,
+    pair_image_combo,
+    stoppable,
+    writable_home,
+)
 from napari_grains.errors import GrainsError
 
 MEASURE_DEBOUNCE_MS = 800
@@ -579,8 +585,10 @@ class MeasurementWidget(QWidget):
             return
         _, filt, method, suffix = EXPORTS[kind]
         image = self.image_layer
-        folder = Path(image.metadata["path"]).parent if (
-            image is not None and image.metadata.get("path")) else Path.cwd()
+        source = Path(image.metadata["path"]) if (
+            image is not None and image.metadata.get("path")) else None
+        # next to the micrograph, unless that is the package's sample data or read-only
+        folder = source.parent if source is not None and writable_home(source) else Path.home()
         if path is None:
             path = self.ask_save_path(kind, str(folder / f"{self._stem()}{suffix}"), filt)
         if not path:
