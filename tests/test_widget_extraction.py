@@ -60,6 +60,8 @@ def test_run_all_creates_layers_matching_the_core(dock, qtbot):
     assert edges.rgb and edges.data.shape == (96, 496, 3)
     assert initial.data.shape == (96, 496)
     assert iters.data.shape == (3, 96, 496)
+    # the network maps are added onto the micrograph, not painted over it
+    assert initial.blending == "additive" and iters.blending == "additive"
     assert bounds.data.shape == (96, 496) and bounds.data.dtype == np.uint8
     assert set(np.unique(bounds.data)) <= {0, 1}
     # the dock computes what the core's one-shot extract() computes with the same settings

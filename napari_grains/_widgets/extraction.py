@@ -488,7 +488,7 @@ class ExtractionWidget(QWidget):
             self._show(f"{name} edges", payload, layer, rgb=True)
         elif kind == "initial":
             self._show(f"{name} initial guess", payload, layer, colormap="magma",
-                       contrast_limits=(0.0, 1.0))
+                       contrast_limits=(0.0, 1.0), blending="additive")
             self._note("Net1 initial guess ready", 0.3)
         elif kind == "iteration":
             self._add_iteration(*payload)
@@ -507,8 +507,10 @@ class ExtractionWidget(QWidget):
         name = f"{s.image} iterations"
         new = name not in self.viewer.layers
         # translate 1 on the iteration axis: the slider's position is the iteration number
+        # additive: dark = no boundary lets the micrograph show through (the walk-through
+        # found the opaque layer hid it)
         layer = self._show(name, s.frames[:k], self._run_layer, leading=1, colormap="magma",
-                           contrast_limits=(0, 255), first_index=1.0)
+                           contrast_limits=(0, 255), first_index=1.0, blending="additive")
         labels = self.viewer.dims.axis_labels
         if new and self.viewer.dims.ndim == 3 and labels[0].lstrip("-").isdigit():
             self.viewer.dims.axis_labels = ("Net2 iteration", *labels[1:])
