@@ -76,7 +76,7 @@ def data_sha256(data: np.ndarray) -> str:
     """SHA-256 of an array's shape, dtype and bytes: the fingerprint of an image with no file."""
     a = np.ascontiguousarray(data)
     h = hashlib.sha256(f"{a.shape}|{a.dtype.str}|".encode())
-    h.update(a.tobytes())
+    h.update(memoryview(a).cast("B"))  # the buffer itself: no copy of a large image
     return h.hexdigest()
 
 
