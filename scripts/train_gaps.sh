@@ -31,6 +31,13 @@ GAPMIX=(--net2-mix net1=0.2 --net2-mix net1_gaps=0.35 --net2-mix gaps=0.2
   --lr 2e-4 --decay-every 2 --unroll 10 --unroll-prob 0.9 \
   --net2-mix net1=0.3 --net2-mix net1_gaps=0.25 --net2-mix gaps=0.15 --net2-mix clean=0.2 \
   --net2-mix corrupt=0.1 --gap-weight 3 --seed 7
+# gap_g_e1: Net2 weights copied from out/gap_g2/checkpoint/last_net2.safetensors once epoch 1
+# had been validated (history of 4 entries), then the run was stopped
+"${T[@]}" --out out/gap_g2 --init out/gap_c --pairs 300 --size 128 256 --crop 96 96 \
+  --grain-size 8 30 --data-cache out/gap_small_300.npz --val-limit 10 --crops-per-pair 2 \
+  --net2-epochs 3 --batch-size 16 --lr 2e-4 --decay-every 2 --unroll 8 --unroll-prob 0.8 \
+  --net2-mix net1=0.3 --net2-mix net1_gaps=0.25 --net2-mix gaps=0.15 --net2-mix clean=0.2 \
+  --net2-mix corrupt=0.1 --gap-weight 3 --seed 8
 for m in gap_a gap_c gap_d gap_f; do
   "$PY" -m napari_grains evaluate --model out/$m --data bench_data --limit 4 --out out/eval_$m
 done
