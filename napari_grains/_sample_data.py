@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_grains._reader import micrograph_layer_data
+from napari_grains._napari_reader import micrograph_layer_data
 from napari_grains.io import read_image
 
 #: Seed of the synthetic sample; fixed so the sample is the same for everyone.

@@ -10,7 +10,8 @@ import tifffile
 import yaml
 from _microscope_files import write_dm3, write_mrc
 
-from napari_grains import _reader, _sample_data
+from napari_grains import _napari_reader as _reader
+from napari_grains import _sample_data
 from napari_grains.io import to_gray_float
 
 

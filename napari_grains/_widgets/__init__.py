@@ -1,4 +1,4 @@
-"""The napari face: dock widgets (with ``_reader`` and ``_sample_data``, the only modules that
+"""The napari face: dock widgets (with ``_napari_reader`` and ``_sample_data``, the only modules that
 import napari or Qt).
 
 * :mod:`~napari_grains._widgets.extraction`: pick an image and a model, preview the edge

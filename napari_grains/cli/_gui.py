@@ -56,7 +56,7 @@ def build_viewer(image: Path | None = None, *, sample: str | None = None,
     """
     import napari
 
-    from napari_grains._reader import micrograph_layer_data
+    from napari_grains._napari_reader import micrograph_layer_data
     from napari_grains._widgets.extraction import ExtractionWidget
     from napari_grains.errors import GrainsError
     from napari_grains.io import read_image
