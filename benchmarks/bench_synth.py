@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -30,6 +29,7 @@ from napari_grains.synth import (
     CELL_SIGMA_TABLE,
     SynthParams,
     generate_pair,
+    interior_ecd,
     save_pairs,
 )
 
@@ -75,26 +75,11 @@ def speed(args: argparse.Namespace) -> None:
               f"  [goal: 3000 pairs in < 60 s]")
 
 
-def weighted_ecd(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ECDs of interior grains with Miles-Lantuejoul weights (unbiased for border cutting)."""
-    H, W = labels.shape
-    area = np.bincount(labels.ravel())
-    ecd, wts = [], []
-    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None or sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == H \
-                or sl[1].stop == W:
-            continue
-        h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
-        ecd.append(2 * math.sqrt(area[k] / math.pi))
-        wts.append(1.0 / ((H - h) * (W - w)))
-    return np.array(ecd), np.array(wts)
-
-
 def _measure(params: SynthParams, n_images: int, seed: int) -> dict:
     ecds, wts, gaps = [], [], []
     for i in range(n_images):
         pair = generate_pair(params, seed, index=i)
-        e, w = weighted_ecd(pair.labels)
+        e, w = interior_ecd(pair.labels)
         ecds.append(e)
         wts.append(w)
         gaps.append(pair.params["drawn"]["packing"]["gap_fraction"])

@@ -20,6 +20,7 @@ from napari_grains.synth import (
     boundaries_from_labels,
     draw_diameters,
     generate_pair,
+    interior_ecd,
     iter_pairs,
     load_pair,
     pack_circles,
@@ -38,24 +39,6 @@ def clean(**kw) -> SynthParams:
 
 def with_realism(p: SynthParams, **kw) -> SynthParams:
     return dataclasses.replace(p, realism=dataclasses.replace(p.realism, **kw))
-
-
-def weighted_ecd(labels: np.ndarray):
-    """ECDs of grains not touching the border, with Miles-Lantuejoul weights 1/((H-h)(W-w)).
-
-    The weights undo the bias against large grains that dropping border grains causes.
-    """
-    H, W = labels.shape
-    area = np.bincount(labels.ravel())
-    ecd, wts = [], []
-    for k, sl in enumerate(ndimage.find_objects(labels), start=1):
-        if sl is None or sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == H \
-                or sl[1].stop == W:
-            continue
-        h, w = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
-        ecd.append(2 * math.sqrt(area[k] / math.pi))
-        wts.append(1.0 / ((H - h) * (W - w)))
-    return np.array(ecd), np.array(wts)
 
 
 def nonconvex_pixels(labels: np.ndarray) -> int:
@@ -121,7 +104,7 @@ def test_cell_sizes_match_the_requested_lognormal():
     mean within 5 %, sigma of ln(ECD) within 0.04, over ~2000 interior grains."""
     for sigma in (0.2, 0.45):
         p = clean(height=320, width=320, mean_diameter=(16, 16), sigma=(sigma, sigma))
-        ecd, w = map(np.concatenate, zip(*(weighted_ecd(generate_pair(p, 5, index=i).labels)
+        ecd, w = map(np.concatenate, zip(*(interior_ecd(generate_pair(p, 5, index=i).labels)
                                             for i in range(5))))
         assert ecd.size > 1500
         w = w / w.sum()
@@ -136,7 +119,7 @@ def test_cells_spread_more_than_circles_without_compensation():
     """Why match_cells exists: uncompensated, the cells' sigma exceeds the circles'."""
     p = clean(height=320, width=320, mean_diameter=(16, 16), sigma=(0.4, 0.4),
               match_cells=False)
-    ecd, w = map(np.concatenate, zip(*(weighted_ecd(generate_pair(p, 5, index=i).labels)
+    ecd, w = map(np.concatenate, zip(*(interior_ecd(generate_pair(p, 5, index=i).labels)
                                         for i in range(4))))
     w = w / w.sum()
     lm = np.sum(w * np.log(ecd))
@@ -490,3 +473,12 @@ def test_cli_writes_pairs_and_contact_sheet(tmp_path, capsys):
     assert main(["synth", "--count", "1", "--out", str(out), "--quiet"]) == 2  # no overwrite
     assert "already holds" in capsys.readouterr().err
     assert main(["synth", "--count", "1", "--out", str(tmp_path / "x"), "--sigma", "1", "0"]) == 2
+
+
+def test_interior_ecd_keeps_inner_grains_with_miles_lantuejoul_weights():
+    labels = np.ones((10, 12), np.int32)
+    labels[3:7, 4:8] = 2  # a 4x4 grain inside; grain 1 touches the border
+    ecd, w = interior_ecd(labels)
+    np.testing.assert_allclose(ecd, [2 * math.sqrt(16 / math.pi)])
+    np.testing.assert_allclose(w, [1 / ((10 - 4) * (12 - 4))])
+
