@@ -23,6 +23,7 @@ from napari_grains.train import (
     cut_gaps,
     gap_weights,
     iter_train,
+    mean_ari,
     resolve_device,
     tolerant_prf,
 )
@@ -224,7 +225,7 @@ def test_loss_prefers_the_target():
 @pytest.mark.parametrize("bad", [{"size": (30, 64)}, {"crop": (64, 64)}, {"n_pairs": 2},
                                  {"loss": "l1"}, {"net2_mix": {"other": 1.0}},
                                  {"net2_mix": {"gaps": -1.0, "net1": 1.0}},
-                                 {"net2_gap_weight": 0.0}])
+                                 {"net2_gap_weight": 0.0}, {"net2_val_ari_weight": -1.0}])
 def test_bad_config_says_what_to_do(bad):
     with pytest.raises(GrainsError):
         tiny(**bad)
@@ -274,3 +275,27 @@ def test_init_from_paper_keeps_its_net1(tmp_path, cache):
     assert card["training"]["mean_intercept_px"] is None  # extract's paper default applies
     edges = torch.zeros(1, 3, 32, 64)
     torch.testing.assert_close(ours.initial_guess(edges), paper.initial_guess(edges))
+
+
+def test_mean_ari_sees_a_gap_that_f1_barely_sees():
+    t = torch.zeros(1, 1, 32, 32, dtype=torch.bool)
+    t[..., 16, :] = True  # two grains, top and bottom
+    gapped = t.clone()
+    gapped[..., 16, 10:12] = False  # a 2-px gap merges them
+    assert mean_ari(t, t) == pytest.approx(1.0)
+    assert mean_ari(gapped, t) < 0.1
+    assert tolerant_prf(gapped, t, 2)[2] > 0.9
+
+
+def test_validation_scores_closure_and_old_runs_keep_f1_only(full_run):
+    out, events = full_run
+    vals = [e for e in events if isinstance(e, Validation) and e.stage == "net2"]
+    assert vals and all("ari_it1" in e.metrics and "ari_it2" in e.metrics for e in vals)
+    for e in vals:
+        f1_err = np.mean([1 - e.metrics[f"{p}f1_it{k}"] for p in ("", "identity_")
+                          for k in (1, 2)])
+        ari_err = np.mean([1 - e.metrics[f"ari_it{k}"] for k in (1, 2)])
+        assert e.error == pytest.approx(f1_err + ari_err)
+    saved = tiny().to_dict()
+    del saved["net2_val_ari_weight"]  # a config written before the option existed
+    assert TrainConfig.from_dict(saved).net2_val_ari_weight == 0.0

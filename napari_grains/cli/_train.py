@@ -80,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--val-limit", type=int, help="validation images used (default 64)")
     g.add_argument("--val-iterations", type=int, nargs="+", metavar="K",
                    help="Net2 iteration counts scored in validation (default 1 4 16)")
+    g.add_argument("--val-ari-weight", type=float, metavar="W",
+                   help="weight of grain closure (1 - ARI after those iterations from "
+                        "Net1's output) in Net2's validation error (default 1; 0 = F1 only)")
     g = parser.add_argument_group("hardware")
     g.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
     g.add_argument("--threads", type=int, help="CPU threads for torch")
@@ -95,7 +98,7 @@ _MAP = {
     "crops_per_pair": "crops_per_pair", "val_limit": "val_limit",
     "unroll": "net2_unroll", "unroll_prob": "net2_unroll_prob",
     "val_iterations": "net2_val_iterations", "pos_weight": "pos_weight",
-    "gap_weight": "net2_gap_weight",
+    "gap_weight": "net2_gap_weight", "val_ari_weight": "net2_val_ari_weight",
 }
 
 
