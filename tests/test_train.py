@@ -288,7 +288,7 @@ def test_mean_ari_sees_a_gap_that_f1_barely_sees():
 
 
 def test_validation_scores_closure_and_old_runs_keep_f1_only(full_run):
-    out, events = full_run
+    _, events = full_run
     vals = [e for e in events if isinstance(e, Validation) and e.stage == "net2"]
     assert vals and all("ari_it1" in e.metrics and "ari_it2" in e.metrics for e in vals)
     for e in vals:
