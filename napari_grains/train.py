@@ -875,6 +875,11 @@ def _build(cfg: TrainConfig, device: torch.device):
                 # same layers: take the source's whole entry (ceiling, scaling) with its weights
                 card[name] = json.loads(json.dumps(src.card[name]))
                 init_states[name] = src_sd
+            elif getattr(cfg, f"{name}_epochs") == 0:
+                # not trained here: keep the start model's net as it is, architecture and all
+                # (the card's layout differs, e.g. a U-Net Net1 under the default paper layout)
+                card[name] = json.loads(json.dumps(src.card[name]))
+                init_states[name] = src_sd
         src_icpt = (src.card.get("training") or {}).get("mean_intercept_px")
         card["init"] = {"model": str(cfg.init), "nets": sorted(init_states),
                         "mean_intercept_px": src_icpt}

@@ -299,3 +299,19 @@ def test_validation_scores_closure_and_old_runs_keep_f1_only(full_run):
     saved = tiny().to_dict()
     del saved["net2_val_ari_weight"]  # a config written before the option existed
     assert TrainConfig.from_dict(saved).net2_val_ari_weight == 0.0
+
+
+def test_untrained_stage_keeps_the_start_models_net_whatever_its_layout(tmp_path, cache):
+    from napari_grains.train import default_card
+
+    card = default_card()
+    card["net1"]["params"].update(skip_connections=True, decoder_widths=[64, 32, 16, 16])
+    first = tmp_path / "unet1"
+    list(iter_train(tiny(net1_epochs=1, net2_epochs=0, data_cache=cache, card=card), first))
+    # no card given: the default card's Net1 is the paper layout, yet Net1 is not trained
+    second = tmp_path / "net2_only"
+    list(iter_train(tiny(net1_epochs=0, net2_epochs=1, data_cache=cache, init=str(first)),
+                    second))
+    a, b = _weights(first)["net1"], _weights(second)["net1"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert load_model(second).card["net1"]["params"]["skip_connections"] is True
