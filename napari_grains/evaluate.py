@@ -295,7 +295,7 @@ def eq1_accuracy(pred: np.ndarray, gt: np.ndarray, tolerance: float = 2.0) -> fl
 
 
 def grain_labels(boundaries: np.ndarray, *, min_grain_area: int = 4,
-                 fill_boundaries: bool = True) -> np.ndarray:
+                 fill_boundaries: bool = True, close_gaps: int = 0) -> np.ndarray:
     """Label the grains of a boundary map for scoring.
 
     Parameters
@@ -304,6 +304,11 @@ def grain_labels(boundaries: np.ndarray, *, min_grain_area: int = 4,
         Boundary pixels True.
     min_grain_area : int
         4-connected components of the complement smaller than this (px) are dropped.
+    close_gaps : int
+        First close gaps of up to this many pixels the way ``napari-grains measure`` does
+        (:func:`napari_grains.grains.label_grains`: each loose end of the boundary skeleton is
+        joined to the nearest other boundary pixel within ``close_gaps + 1`` px). 0 (the
+        default) labels the map as it is.
     fill_boundaries : bool
         When True (the default for scoring) every boundary and dropped pixel takes the label of
         its nearest grain, so the labeling covers the image. When False they stay 0.
@@ -315,6 +320,12 @@ def grain_labels(boundaries: np.ndarray, *, min_grain_area: int = 4,
         (all boundary) is one grain, 1, when ``fill_boundaries``.
     """
     b = _as_bool_map(boundaries, "boundary map")
+    if close_gaps < 0:
+        raise GrainsError(f"close_gaps must be 0 or more pixels, got {close_gaps}.")
+    if close_gaps and b.any():
+        from napari_grains.grains import _bridge_gaps, _skeleton
+
+        b = b | _bridge_gaps(_skeleton(b), int(close_gaps))
     labels, n = ndi.label(~b, structure=_FOUR)
     if n and min_grain_area > 1:
         areas = np.bincount(labels.ravel(), minlength=n + 1)
@@ -509,6 +520,7 @@ def score_boundaries(
     *,
     tolerance: float = 2.0,
     min_grain_area: int = 4,
+    close_gaps: int = 3,
     seconds: float = float("nan"),
 ) -> ImageScore:
     """Score one predicted boundary map against its ground truth with every metric.
@@ -521,6 +533,11 @@ def score_boundaries(
         Pixel tolerance of the boundary metrics and of Eq. 1.
     min_grain_area : int
         Smallest grain kept in the labelings (px), see :func:`grain_labels`.
+    close_gaps : int
+        Gaps of up to this many pixels in the *prediction* are closed before its grains are
+        labelled, as ``napari-grains measure`` closes them (its default, 3), so the grain
+        scores are those of the grains a user measures. The boundary scores and Eq. 1 use the
+        map as predicted. 0 labels the prediction as it is.
     seconds : float
         Time the prediction took, stored as is.
 
@@ -533,7 +550,7 @@ def score_boundaries(
     _check_same_shape(p, g)
     bscore = boundary_prf(p, g, tolerance)
     acc = eq1_accuracy(p, g, tolerance)
-    lp = grain_labels(p, min_grain_area=min_grain_area)
+    lp = grain_labels(p, min_grain_area=min_grain_area, close_gaps=close_gaps)
     lg = grain_labels(g, min_grain_area=min_grain_area)
     split, merge = variation_of_information(lp, lg)
     ari = adjusted_rand_index(lp, lg)
@@ -969,6 +986,7 @@ def iter_evaluate(
     boundaries: str | Path | None = None,
     tolerance: float = 2.0,
     min_grain_area: int = 4,
+    close_gaps: int = 3,
     limit: int | None = None,
     sets: Iterable[str] | None = None,
     **extract_overrides,
@@ -992,6 +1010,9 @@ def iter_evaluate(
         Pixel tolerance of the boundary metrics and Eq. 1.
     min_grain_area : int
         Smallest grain (px) kept in the labelings.
+    close_gaps : int
+        Gaps of up to this many pixels in each prediction are closed before its grains are
+        labelled, as ``napari-grains measure`` does (see :func:`score_boundaries`).
     limit : int, optional
         Score at most this many images per set (first by name), for quick checks.
     sets : iterable of str, optional
@@ -1069,7 +1090,7 @@ def iter_evaluate(
             yield EvaluationEvent(i, len(pairs), pair, None, error=msg)
             continue
         score = score_boundaries(pred, gt, tolerance=tolerance, min_grain_area=min_grain_area,
-                                 seconds=seconds)
+                                 close_gaps=close_gaps, seconds=seconds)
         rows.append({"set": pair.set, "name": pair.name, **score.as_row(), **info})
         yield EvaluationEvent(i, len(pairs), pair, score)
     if pairs and not rows:
@@ -1085,6 +1106,7 @@ def iter_evaluate(
         data=str(data),
         tolerance=float(tolerance),
         min_grain_area=int(min_grain_area),
+        close_gaps=int(close_gaps),
         **{k: (v if isinstance(v, (int, float, str, bool)) else str(v))
            for k, v in overrides.items()},
     )

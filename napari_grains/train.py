@@ -1089,15 +1089,17 @@ def _iterate_net2(run: _Run, x: torch.Tensor, its: tuple[int, ...],
 def mean_ari(pred: torch.Tensor, target: torch.Tensor) -> float:
     """Mean adjusted Rand index of the grain labelings of boolean maps ``(N, 1, H, W)``.
 
-    Grains are labelled as :func:`napari_grains.evaluate.grain_labels` labels them for
-    scoring (4-connected, boundaries given to the nearest grain), so a gap of one pixel that
-    merges two grains costs here what it costs in ``napari-grains evaluate``.
+    Grains are labelled as ``napari-grains evaluate`` labels them
+    (:func:`napari_grains.evaluate.grain_labels`: 4-connected, gaps of up to 3 px in the
+    prediction closed as ``measure`` closes them, boundaries given to the nearest grain), so
+    a gap that merges two grains costs here what it costs there.
     """
     from napari_grains.evaluate import adjusted_rand_index, grain_labels
 
     p = pred.numpy().astype(bool)
     t = target.numpy().astype(bool)
-    return float(np.mean([adjusted_rand_index(grain_labels(a[0]), grain_labels(b[0]))
+    return float(np.mean([adjusted_rand_index(grain_labels(a[0], close_gaps=3),
+                                              grain_labels(b[0]))
                           for a, b in zip(p, t, strict=True)]))
 
 

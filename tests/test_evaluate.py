@@ -464,3 +464,18 @@ def test_cli_evaluate_skips_a_corrupt_map_and_never_clobbers_results(tmp_path, c
     (tmp_path / "afile").write_text("keep")
     assert main([*args[:-3], "--out", str(tmp_path / "afile"), "--quiet"]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_grain_scores_close_gaps_like_measure():
+    gt = grid((64, 64), step=32, offset=16)
+    pred = gt.copy()
+    pred[16, 40:42] = False  # a 2-px gap: two grains merge unless closed
+    open_ = score_boundaries(pred, gt, close_gaps=0)
+    closed = score_boundaries(pred, gt)  # default: closed as measure closes (3 px)
+    assert open_.n_grains_pred == closed.n_grains_gt - 1
+    assert closed.n_grains_pred == closed.n_grains_gt and closed.ari == pytest.approx(1.0)
+    # boundary scores use the map as predicted
+    assert closed.eq1_accuracy == open_.eq1_accuracy
+    assert closed.boundary == open_.boundary
+    with pytest.raises(GrainsError):
+        grain_labels(pred, close_gaps=-1)

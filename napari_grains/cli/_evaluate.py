@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="boundary matching distance in pixels (default: 2)")
     parser.add_argument("--min-grain-area", type=int, default=4, metavar="PX",
                         help="ignore grains smaller than this many pixels (default: 4)")
+    parser.add_argument("--close-gaps", type=int, default=3, metavar="PX",
+                        help="close gaps of up to PX pixels in each prediction before its "
+                             "grains are labelled, as 'measure' does (default: 3; 0: as is)")
     parser.add_argument("--mode", choices=["native", "paper"],
                         help="extraction mode passed to the pipeline (default: its own)")
     parser.add_argument("--scale", type=_scale, metavar="auto|FACTOR",
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
         boundaries=args.boundaries,
         tolerance=args.tolerance,
         min_grain_area=args.min_grain_area,
+        close_gaps=args.close_gaps,
         limit=args.limit,
         sets=_split(args.sets),
         mode=args.mode,
