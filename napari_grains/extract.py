@@ -8,7 +8,9 @@ Stages (each a public function, so a GUI or a notebook can run them one by one):
 2. :func:`compute_edges` -- the 0/255 edge stack (:mod:`napari_grains.edges`).
 3. :func:`run_net1` -- Net1's initial guess (tiled with overlap on large images).
 4. :func:`iter_net2` -- Net2 applied to its own output until convergence (a generator).
-5. :func:`finalize` -- threshold, closing with a disk of radius 2, back to the original size.
+5. :func:`finalize` -- threshold, closing with a disk of radius 2, back to the original size,
+   loose boundary ends prolonged to the next boundary
+   (:func:`napari_grains.grains.extend_loose_ends`).
 
 :func:`iter_extract` runs them all as a generator of :class:`ExtractEvent` (one per stage and one
 per Net2 iteration, data at the original image size), and returns an :class:`ExtractResult` as
@@ -112,6 +114,12 @@ class ExtractParams:
         Median filter side (odd; 0 or 1 for none).
     closing_radius : int
         Radius of the disk used to close the thresholded map (0 for none).
+    extend_ends : float
+        Prolong each loose boundary end straight ahead until it meets another boundary, at
+        most this many mean grain intercepts of the map (1 by default; 0 for none; not done
+        by :meth:`authors_script`). Boundaries between grains of nearly the same gray level
+        are invisible to the edge detectors, so the nets stop the boundary where its
+        contrast fades and the two grains merge; see :func:`napari_grains.grains.extend_loose_ends`.
     sobel_threshold, log_sigma, log_threshold, canny_sigma, canny_thresholds, canny_thin
         Edge detector settings, see :func:`napari_grains.edges.edge_stack` (None = MATLAB's
         automatic thresholds).
@@ -146,6 +154,7 @@ class ExtractParams:
     percentiles: tuple[float, float] = (1.0, 99.0)
     median_size: int = 7
     closing_radius: int = 2
+    extend_ends: float = 1.0
     sobel_threshold: float | None = None
     log_sigma: float = 2.0
     log_threshold: float | None = None
@@ -165,7 +174,8 @@ class ExtractParams:
     @classmethod
     def authors_script(cls, **overrides: Any) -> ExtractParams:
         """Settings that reproduce the authors' MATLAB inference script (paper mode, uint8 rule)."""
-        return cls(**{"mode": "paper", "convergence": "script", **overrides})
+        return cls(**{"mode": "paper", "convergence": "script", "extend_ends": 0.0,
+                      **overrides})
 
     def validated(self) -> ExtractParams:
         """Return self after checking every field; raise :class:`GrainsError` on a bad one."""
@@ -198,6 +208,9 @@ class ExtractParams:
             )
         if self.closing_radius < 0:
             raise GrainsError(f"closing_radius must be >= 0 (got {self.closing_radius}).")
+        if not (self.extend_ends >= 0 and math.isfinite(self.extend_ends)):
+            raise GrainsError(f"extend_ends must be a number >= 0 of grain intercepts (got "
+                              f"{self.extend_ends}); 0 turns it off.")
         if not 0 < self.min_scale <= self.max_scale:
             raise GrainsError(
                 f"need 0 < min_scale <= max_scale (got {self.min_scale}, {self.max_scale})."
@@ -695,7 +708,7 @@ def _disk(radius: int) -> np.ndarray:
 
 
 def finalize(refined: np.ndarray, pre: Preprocessed, params: ExtractParams | None = None) -> np.ndarray:
-    """Threshold, close with a disk, and bring the boundary map back to the original size.
+    """Threshold, close with a disk, bring the map back to the original size, prolong ends.
 
     Parameters
     ----------
@@ -703,7 +716,9 @@ def finalize(refined: np.ndarray, pre: Preprocessed, params: ExtractParams | Non
     pre : Preprocessed
         Gives the original shape.
     params : ExtractParams, optional
-        ``threshold`` and ``closing_radius``.
+        ``threshold``, ``closing_radius`` and ``extend_ends`` (prolongations of at most
+        ``extend_ends`` times the map's own mean intercept, :func:`mean_intercept`, in
+        original pixels).
 
     Returns
     -------
@@ -718,7 +733,14 @@ def finalize(refined: np.ndarray, pre: Preprocessed, params: ExtractParams | Non
     if b.shape != tuple(shape):
         # MATLAB resizes a logical image on doubles and thresholds at 0.5
         b = imresize(b.astype(np.float32), shape) > 0.5
-    return b.astype(bool)
+    b = b.astype(bool)
+    if p.extend_ends > 0 and b.any():
+        from napari_grains.grains import extend_loose_ends
+
+        reach = p.extend_ends * mean_intercept(b)
+        if math.isfinite(reach):
+            b |= extend_loose_ends(b, reach)
+    return b
 
 
 # ------------------------------------------------------------------------------------------

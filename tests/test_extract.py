@@ -13,8 +13,10 @@ from napari_grains.extract import (
     ExtractEvent,
     ExtractParams,
     ExtractResult,
+    Preprocessed,
     compute_edges,
     extract,
+    finalize,
     imresize,
     iter_extract,
     iter_net2,
@@ -380,3 +382,17 @@ def test_preprocess_caps_the_working_size_for_every_caller():
     pre = preprocess(img, p, scale=4.0)  # would be 800×1200 = 960,000 px uncapped
     assert pre.shape[0] * pre.shape[1] <= 120_000 * 1.01
     assert pre.shape[0] / pre.shape[1] == pytest.approx(200 / 300, rel=0.01)
+
+
+def test_finalize_prolongs_loose_ends_unless_told_not_to():
+    refined = np.zeros((64, 64), np.float32)
+    refined[32, :] = 1.0
+    refined[:20, 20] = 1.0  # a boundary fading out 12 px before the horizontal one
+    pre = Preprocessed(np.zeros((64, 64), np.uint8), (64, 64), (1.0, 1.0), (0.0, 1.0))
+    closed = finalize(refined, pre, ExtractParams(closing_radius=0))
+    assert closed[20:32, 20].all()
+    as_is = finalize(refined, pre, ExtractParams(closing_radius=0, extend_ends=0))
+    assert not as_is[21:31, 20].any()
+    assert ExtractParams.authors_script().extend_ends == 0
+    with pytest.raises(GrainsError, match="extend_ends"):
+        ExtractParams(extend_ends=-1).validated()

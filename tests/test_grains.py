@@ -12,6 +12,7 @@ from skimage import measure as skmeasure
 from napari_grains.errors import GrainsError
 from napari_grains.grains import (
     border_labels,
+    extend_loose_ends,
     grain_table,
     label_grains,
     neighbour_pairs,
@@ -176,3 +177,21 @@ def test_0_255_boundary_maps_are_accepted():
     b = square_grid(3, 10)
     a = label_grains(b.astype(np.uint8) * 255, close_gaps=0, thin=False)
     assert np.array_equal(a, label_grains(b, close_gaps=0, thin=False))
+
+
+def test_extend_loose_ends_closes_a_faded_boundary_and_leaves_open_ends_alone():
+    # two grains whose boundary fades out 12 px before the next boundary
+    b = np.zeros((40, 60), bool)
+    b[20, :] = True
+    b[:8, 30] = True  # a boundary from the top edge that stops at row 7
+    added = extend_loose_ends(b, 20)
+    assert added[8:20, 30].all() and added.sum() == 12
+    assert label_grains(b | added, close_gaps=0, min_area=1).max() == 3
+    # too short a reach: nothing is drawn (no dangling segment stopping in the open)
+    assert not extend_loose_ends(b, 5).any()
+    # a branch shorter than min_branch (a speck) is not prolonged
+    speck = np.zeros((40, 60), bool)
+    speck[20, :] = True
+    speck[10, 30:32] = True
+    assert not extend_loose_ends(speck, 30).any()
+    assert not extend_loose_ends(b, 0).any()
