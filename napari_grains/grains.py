@@ -335,7 +335,8 @@ def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px
     of the one-pixel skeleton (an end point away from the image edge, on a branch at least
     ``min_branch`` px long) the direction is taken from the last ``direction_px`` pixels of
     its branch; the segment is walked up to ``max_length`` px and kept only if it reaches
-    another boundary (or the image edge) -- an end that would stop in the open is left alone.
+    another boundary -- an end that would stop in the open or run out of the image is left
+    alone (a spur pointing at the image edge is more often noise than a lost boundary).
 
     Parameters
     ----------
@@ -399,7 +400,8 @@ def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px
         for step in range(1, int(max_length) + 1):
             rr, cc = round(r0 + dr_ * step), round(c0 + dc_ * step)
             if not (0 <= rr < h and 0 <= cc < w):
-                break  # the image edge: a boundary that leaves the image
+                segment = []  # ran out of the image without meeting a boundary: nothing
+                break
             segment.append((rr, cc))
             window = skel[max(rr - 1, 0):rr + 2, max(cc - 1, 0):cc + 2]
             if window.any() and any(

@@ -195,3 +195,8 @@ def test_extend_loose_ends_closes_a_faded_boundary_and_leaves_open_ends_alone():
     speck[10, 30:32] = True
     assert not extend_loose_ends(speck, 30).any()
     assert not extend_loose_ends(b, 0).any()
+    # an end pointing at the image edge is not drawn out to it
+    edge = np.zeros((40, 60), bool)
+    edge[20, :] = True
+    edge[21:30, 30] = True  # from the horizontal boundary down, stopping 10 px above the edge
+    assert not extend_loose_ends(edge, 30).any()
