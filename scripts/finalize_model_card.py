@@ -1,4 +1,4 @@
-"""Write the measured figures into a trained model's card.json (run by scripts/train_refiner.sh).
+"""Write the measured figures into a trained model's card.json (scripts/train_default.sh, train_refiner.sh).
 
 Usage::
 
@@ -37,11 +37,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--command", default="")
     ap.add_argument("--stage1", type=Path,
                     help="card.json of the first training stage, recorded in this card")
+    ap.add_argument("--description", help="the card's description (default: the refiner's)")
     a = ap.parse_args(argv)
     card_path = a.model / "card.json"
     card = json.loads(card_path.read_text())
     card["name"] = a.model.name
-    card["description"] = (
+    card["description"] = a.description or (
         "The authors' Net1 (unchanged, from models/paper) and a "
         "Net2 trained by napari_grains.train as a stable refiner (U-Net skips, trained on Net1 "
         "outputs, its own unrolled outputs, clean and corrupted targets). "
