@@ -269,8 +269,10 @@ def _skeleton(b: np.ndarray) -> np.ndarray:
     from skimage import morphology
 
     # extend the map past the image edge first: a boundary that runs into the edge must
-    # still reach it after thinning, or the grains on either side would merge there
-    pad = 4
+    # still reach it after thinning, or the grains on either side would merge there. Thinning
+    # shortens a line's end by about half its width, so the margin must exceed that: 4 px was
+    # too little for the 10-12 px wide lines of a map extracted at a working scale below 1.
+    pad = 32
     return morphology.skeletonize(np.pad(b, pad, mode="edge"))[pad:-pad, pad:-pad]
 
 

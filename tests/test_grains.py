@@ -200,3 +200,11 @@ def test_extend_loose_ends_closes_a_faded_boundary_and_leaves_open_ends_alone():
     edge[20, :] = True
     edge[21:30, 30] = True  # from the horizontal boundary down, stopping 10 px above the edge
     assert not extend_loose_ends(edge, 30).any()
+
+
+def test_thick_boundary_into_the_image_edge_still_separates_grains():
+    b = np.zeros((60, 80), bool)
+    b[:, 34:46] = True  # a 12-px wide boundary from the top edge to the bottom edge
+    labels = label_grains(b, min_area=1)
+    assert labels.max() == 2
+    assert labels[59, 5] != labels[59, 75] and labels[0, 5] != labels[0, 75]
