@@ -775,10 +775,17 @@ def mean_intercept(boundaries: np.ndarray) -> float:
 
 
 def _target_intercept(model: GrainModel) -> float:
-    """Intercept (working px) of Net1's map that the automatic scale aims for."""
-    tr = model.card.get("training", {}) if isinstance(model.card, dict) else {}
+    """Intercept (working px) of Net1's map that the automatic scale aims for.
+
+    ``SCALE_AIM`` (or the card's ``inference.scale_aim``, measured per model) times the
+    training grain intercept.
+    """
+    card = model.card if isinstance(model.card, dict) else {}
+    tr = card.get("training", {})
     v = tr.get("mean_intercept_px") if isinstance(tr, dict) else None
-    return SCALE_AIM * (float(v) if v else PAPER_MEAN_INTERCEPT_PX)
+    inf = card.get("inference", {})
+    aim = inf.get("scale_aim") if isinstance(inf, dict) else None
+    return float(aim or SCALE_AIM) * (float(v) if v else PAPER_MEAN_INTERCEPT_PX)
 
 
 #: Scales tried by :func:`estimate_scale` (quarter to four times, steps of sqrt 2).

@@ -396,3 +396,14 @@ def test_finalize_prolongs_loose_ends_unless_told_not_to():
     assert ExtractParams.authors_script().extend_ends == 0
     with pytest.raises(GrainsError, match="extend_ends"):
         ExtractParams(extend_ends=-1).validated()
+
+
+def test_scale_aim_comes_from_the_card_when_measured_for_the_model():
+    from types import SimpleNamespace
+
+    from napari_grains.extract import SCALE_AIM, _target_intercept
+
+    trained = {"training": {"mean_intercept_px": 20.0}}
+    assert _target_intercept(SimpleNamespace(card=trained)) == pytest.approx(SCALE_AIM * 20)
+    tuned = {**trained, "inference": {"scale_aim": 2.0}}
+    assert _target_intercept(SimpleNamespace(card=tuned)) == pytest.approx(40.0)
