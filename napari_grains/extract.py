@@ -785,7 +785,12 @@ def _target_intercept(model: GrainModel) -> float:
     v = tr.get("mean_intercept_px") if isinstance(tr, dict) else None
     inf = card.get("inference", {})
     aim = inf.get("scale_aim") if isinstance(inf, dict) else None
-    return float(aim or SCALE_AIM) * (float(v) if v else PAPER_MEAN_INTERCEPT_PX)
+    if aim is None:
+        aim = SCALE_AIM
+    elif not (isinstance(aim, (int, float)) and math.isfinite(aim) and aim > 0):
+        raise GrainsError(f"model {getattr(model, 'name', '?')!r}: its card's inference.scale_aim "
+                          f"must be a positive number, not {aim!r}; fix or remove it.")
+    return float(aim) * (float(v) if v else PAPER_MEAN_INTERCEPT_PX)
 
 
 #: Scales tried by :func:`estimate_scale` (quarter to four times, steps of sqrt 2).

@@ -326,7 +326,7 @@ def _bridge_gaps(skel: np.ndarray, max_gap: int) -> np.ndarray:
 _EIGHT = tuple((dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc)
 
 
-def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px: int = 6,
+def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px: int = 12,
                       min_branch: int = 4) -> np.ndarray:
     """Segments that prolong loose boundary ends straight ahead until they meet a boundary.
 
@@ -336,7 +336,9 @@ def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px
     missing piece usually continues the visible one to the next boundary. For each loose end
     of the one-pixel skeleton (an end point away from the image edge, on a branch at least
     ``min_branch`` px long) the direction is taken from the last ``direction_px`` pixels of
-    its branch; the segment is walked up to ``max_length`` px and kept only if it reaches
+    its branch, leaving out the third nearest the tip (the skeleton of a wide line bends
+    where the line ends); the segment is walked up to ``max_length`` px (and at most half
+    of the image's larger side) and kept only if it reaches
     another boundary -- an end that would stop in the open or run out of the image is left
     alone (a spur pointing at the image edge is more often noise than a lost boundary).
 
@@ -368,6 +370,7 @@ def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px
         return out
     skel = _skeleton(b)
     h, w = skel.shape
+    max_length = min(float(max_length), max(h, w) / 2)
     count = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant")
     ends = skel & (count == 2)
     ends[[0, -1], :] = False
@@ -388,8 +391,9 @@ def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px
             path.append((r, c))
         if len(path) < min_branch:
             continue
-        far = path[min(direction_px, len(path) - 1)]
-        dr_, dc_ = r0 - far[0], c0 - far[1]
+        near = path[len(path) // 3]
+        far = path[-1]
+        dr_, dc_ = near[0] - far[0], near[1] - far[1]
         norm = float(np.hypot(dr_, dc_))
         if norm == 0:
             continue

@@ -880,6 +880,9 @@ def _build(cfg: TrainConfig, device: torch.device):
                 # (the card's layout differs, e.g. a U-Net Net1 under the default paper layout)
                 card[name] = json.loads(json.dumps(src.card[name]))
                 init_states[name] = src_sd
+        if cfg.net1_epochs == 0 and "net1" in init_states and "inference" in src.card:
+            # Net1 kept as it is: keep what was measured for it at inference (its scale aim)
+            card["inference"] = json.loads(json.dumps(src.card["inference"]))
         src_icpt = (src.card.get("training") or {}).get("mean_intercept_px")
         card["init"] = {"model": str(cfg.init), "nets": sorted(init_states),
                         "mean_intercept_px": src_icpt}

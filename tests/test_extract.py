@@ -407,3 +407,5 @@ def test_scale_aim_comes_from_the_card_when_measured_for_the_model():
     assert _target_intercept(SimpleNamespace(card=trained)) == pytest.approx(SCALE_AIM * 20)
     tuned = {**trained, "inference": {"scale_aim": 2.0}}
     assert _target_intercept(SimpleNamespace(card=tuned)) == pytest.approx(40.0)
+    with pytest.raises(GrainsError, match="scale_aim"):
+        _target_intercept(SimpleNamespace(card={**trained, "inference": {"scale_aim": -1}}))

@@ -192,8 +192,9 @@ def test_extend_loose_ends_closes_a_faded_boundary_and_leaves_open_ends_alone():
     # a branch shorter than min_branch (a speck) is not prolonged
     speck = np.zeros((40, 60), bool)
     speck[20, :] = True
-    speck[10, 30:32] = True
+    speck[10:12, 30] = True  # pointing at the boundary 8 px below
     assert not extend_loose_ends(speck, 30).any()
+    assert extend_loose_ends(speck, 30, min_branch=1).any()
     assert not extend_loose_ends(b, 0).any()
     # an end pointing at the image edge is not drawn out to it
     edge = np.zeros((40, 60), bool)
@@ -208,3 +209,13 @@ def test_thick_boundary_into_the_image_edge_still_separates_grains():
     labels = label_grains(b, min_area=1)
     assert labels.max() == 2
     assert labels[59, 5] != labels[59, 75] and labels[0, 5] != labels[0, 75]
+
+
+def test_prolongation_of_a_wide_line_runs_straight():
+    b = np.zeros((120, 80), bool)
+    b[100:104, :] = True
+    b[:50, 36:46] = True  # a 10-px wide vertical boundary stopping 50 px above the other
+    added = extend_loose_ends(b, 60)
+    rows, cols = np.nonzero(added)
+    assert rows.size and rows.max() >= 98  # reaches the horizontal boundary
+    assert cols.max() - cols.min() <= 2  # straight down, not slanted

@@ -315,3 +315,12 @@ def test_untrained_stage_keeps_the_start_models_net_whatever_its_layout(tmp_path
     a, b = _weights(first)["net1"], _weights(second)["net1"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert load_model(second).card["net1"]["params"]["skip_connections"] is True
+    # what was measured for the kept Net1 at inference goes with it
+    card_path = first / "card.json"
+    c = json.loads(card_path.read_text())
+    c["inference"] = {"scale_aim": 1.6}
+    card_path.write_text(json.dumps(c))
+    third = tmp_path / "net2_again"
+    list(iter_train(tiny(net1_epochs=0, net2_epochs=1, data_cache=cache, init=str(first)),
+                    third))
+    assert load_model(third).card["inference"] == {"scale_aim": 1.6}

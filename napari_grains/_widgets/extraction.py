@@ -61,7 +61,7 @@ PREVIEW_DEBOUNCE_MS = 300
 BROWSE = "Browse folder…"
 # ExtractParams fields that only Net2 / only the final threshold depend on
 _NET2_FIELDS = ("tolerance", "max_iterations", "convergence")
-_FINAL_FIELDS = ("threshold", "closing_radius")
+_FINAL_FIELDS = ("threshold", "closing_radius", "extend_ends")
 
 
 def _stage_keys(fp: str, model: str, p: core.ExtractParams) -> tuple[tuple, tuple]:

@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--convergence", choices=("paper", "script"), default="paper",
                         help="stopping rule: the paper's (default) or the authors' script's "
                              "uint8 rule")
+    parser.add_argument("--extend-ends", type=float, default=None, metavar="K",
+                        help="prolong loose boundary ends to the next boundary, at most K mean "
+                             "grain intercepts (default 1; 0 with --mode paper --convergence "
+                             "script, the authors' script; 0: off)")
     parser.add_argument("--tile-size", type=int, default=1024,
                         help="native mode: tile size for large images (multiple of 16)")
     parser.add_argument("--device", default=None,
@@ -86,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         mode=args.mode, scale=args.scale, threshold=args.threshold, tolerance=args.tolerance,
         max_iterations=args.max_iterations, convergence=args.convergence,
         tile_size=args.tile_size,
+        extend_ends=(args.extend_ends if args.extend_ends is not None
+                     else 0.0 if (args.mode, args.convergence) == ("paper", "script") else 1.0),
     ).validated()
     paths = list_images(args.images)
     if not paths:
