@@ -429,3 +429,27 @@ def test_extract_names_same_stem_inputs_apart_like_run(tmp_path, capsys):
     assert main(["extract", str(tmp_path / "a.png"), str(tmp_path / "a.tif"), "--out", str(out),
                  *EXTRACT_FAST]) == 0
     assert (out / "a_boundaries.png").is_file() and (out / "a-2_boundaries.png").is_file()
+
+
+def test_extend_ends_option_reaches_the_pipeline_and_is_checked(tmp_path, capsys, monkeypatch):
+    iio.imwrite(tmp_path / "g.png", _micrograph())
+    assert main(["extract", str(tmp_path / "g.png"), "--out", str(tmp_path / "o"),
+                 "--extend-ends", "-1", *EXTRACT_FAST]) == 2
+    assert "extend_ends" in _error_line(capsys, "extract")
+
+    import napari_grains.extract as core_extract
+
+    seen = []
+    real = core_extract.extract
+
+    def spy(mg, model, params, *a, **k):
+        seen.append(params.extend_ends)
+        return real(mg, model, params, *a, **k)
+
+    monkeypatch.setattr(core_extract, "extract", spy)
+    for extra, want in ([], 1.0), (["--extend-ends", "0"], 0.0), (
+            ["--mode", "paper", "--convergence", "script"], 0.0):
+        out = tmp_path / f"o{len(seen)}"
+        assert main(["extract", str(tmp_path / "g.png"), "--out", str(out), *extra,
+                     *EXTRACT_FAST]) == 0
+        assert seen[-1] == want
