@@ -8,7 +8,7 @@ intercept becomes ``aim ×`` the model's training intercept; ``aim`` is the card
 ``inference.scale_aim``, else ``extract.SCALE_AIM`` (1.2, measured for the paper model). A finer
 working grid places boundaries better until the nets start tracing texture, so the best aim
 depends on the model. For each candidate aim this prints the tolerance F1 (2 px), Eq. 1 accuracy
-and mean chosen scale on 13 synthetic pairs (seeds 300-312: three 96×496 paper-generator pairs,
+and mean chosen scale on 12 synthetic pairs (seeds 300-311: three 96×496 paper-generator pairs,
 two 384² pairs each at 15, 40 and 100 px grains, three 256² realistic pairs), Net2 capped at 30
 iterations, and their mean F1. The benchmark's seeds (900_000_000 and up) are not used, so the
 aim is not tuned on the figures it is judged by.
