@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The exact commands that trained models/default (see docs/training.md, "The default model").
-# CPU only: 2 threads of a 2-core machine, no GPU lent to this task.
+# It ran on 2 CPU threads of a 2-core machine (no GPU was lent to this task); --device auto
+# would use CUDA where there is one (same code, results equal up to floating point).
+# Stage 1 ran before Net2's validation scored grain closure (--val-ari-weight, commit b9e9f52):
+# with 0 Net2 epochs that changes only the recorded Net2 validation error, not the weights.
 #
 # Stage 1 trains a new Net1 from scratch: the paper's encoder widths (16-32-64-128) with U-Net
 # skip connections and batch norm (out/v2/card_unet1.json, written below), on 1,500 realistic
@@ -48,7 +51,7 @@ t = json.dumps(c, indent=2) + "\n"
 atomic_write(p, lambda tmp: tmp.write_text(t, encoding="utf-8"))
 PYAIM
 # figures for the card: the whole benchmark, the same code scores paper
-"$PY" -m napari_grains evaluate --make-benchmark bench_data || true  # kept if already there
+[ -d bench_data ] || "$PY" -m napari_grains evaluate --make-benchmark bench_data
 "$PY" -m napari_grains evaluate --model default --data bench_data \
   --out out/v2/eval_default_full --overwrite
 "$PY" -m napari_grains evaluate --model paper --data bench_data \
