@@ -737,9 +737,9 @@ def finalize(refined: np.ndarray, pre: Preprocessed, params: ExtractParams | Non
     if p.extend_ends > 0 and b.any():
         from napari_grains.grains import extend_loose_ends
 
-        reach = p.extend_ends * mean_intercept(b)
-        if math.isfinite(reach):
-            b |= extend_loose_ends(b, reach)
+        # a map with any boundary has a crossing, so its intercept is finite; the reach is
+        # capped at half the image inside extend_loose_ends
+        b |= extend_loose_ends(b, p.extend_ends * mean_intercept(b))
     return b
 
 
