@@ -73,7 +73,7 @@ __all__ = [
 ]
 
 STAGES = ("net1", "net2")
-LOSSES = ("mse_dice", "mse", "bce_dice", "bce")
+LOSSES = ("mse_dice", "mse", "bce_dice", "bce", "mse_dice_cldice")
 _STATE = "state.json"
 _CKPT = "checkpoint"
 
@@ -131,7 +131,7 @@ class TrainConfig:
     crops_per_pair : int
         Random crops drawn from each training pair per epoch.
     loss : str
-        ``"mse_dice"`` (default), ``"mse"``, ``"bce_dice"`` or ``"bce"`` on the boundary
+        ``"mse_dice"`` (default), ``"mse"``, ``"bce_dice"``, ``"bce"`` or ``"mse_dice_cldice"`` on the boundary
         probability (see :func:`boundary_loss`).
     pos_weight : float
         Weight of boundary pixels in the MSE / BCE term (boundaries are a small share of
@@ -431,6 +431,9 @@ def boundary_loss(prob: torch.Tensor, target: torch.Tensor, kind: str = "mse_dic
         ``"mse_dice"`` / ``"bce_dice"``: that plus the soft Dice loss of the boundary class
         (insensitive to how many pixels are boundary). The MSE forms have bounded gradients,
         which suits the clipped-ReLU heads of the paper's architecture.
+        ``"mse_dice_cldice"``: ``"mse_dice"`` plus the centre-line Dice loss
+        (:func:`soft_cldice_loss`), which charges a break in a boundary line by the length of
+        skeleton it cuts off rather than by its few pixels.
     pos_weight : float
         Weight of boundary pixels in the pixel-wise term.
     weight : torch.Tensor, optional
@@ -451,12 +454,58 @@ def boundary_loss(prob: torch.Tensor, target: torch.Tensor, kind: str = "mse_dic
         pix = (w * (prob - target) ** 2).sum() / w.sum()
     else:
         pix = F.binary_cross_entropy(prob.clamp(1e-6, 1 - 1e-6), target, weight=w)
-    if not kind.endswith("_dice"):
+    if "_dice" not in kind:
         return pix
     inter = (prob * target).sum(dim=(1, 2, 3))
     denom = prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
     dice = 1.0 - (2 * inter + 1.0) / (denom + 1.0)
-    return pix + dice.mean()
+    loss = pix + dice.mean()
+    if kind.endswith("_cldice"):
+        loss = loss + soft_cldice_loss(prob, target)
+    return loss
+
+
+def _soft_erode(x: torch.Tensor) -> torch.Tensor:
+    # minimum over the 4-neighbourhood cross (a min-pool along rows, then along columns)
+    return torch.minimum(-F.max_pool2d(-x, (3, 1), 1, (1, 0)),
+                         -F.max_pool2d(-x, (1, 3), 1, (0, 1)))
+
+
+def _soft_dilate(x: torch.Tensor) -> torch.Tensor:
+    return F.max_pool2d(x, 3, 1, 1)
+
+
+def soft_skeleton(x: torch.Tensor, iterations: int = 5) -> torch.Tensor:
+    """Differentiable skeleton of a map in [0, 1], ``(N, 1, H, W)``.
+
+    Morphological skeleton by iterated erosions, each step keeping what an opening removes
+    (Shit et al. 2021, "clDice", CVPR): min- and max-pooling stand in for erosion and
+    dilation, so gradients reach the pixels that carry the line's centre.
+    """
+    skel = F.relu(x - _soft_dilate(_soft_erode(x)))
+    for _ in range(iterations):
+        x = _soft_erode(x)
+        delta = F.relu(x - _soft_dilate(_soft_erode(x)))
+        skel = skel + F.relu(delta - skel * delta)
+    return skel
+
+
+def soft_cldice_loss(prob: torch.Tensor, target: torch.Tensor, iterations: int = 5,
+                     eps: float = 1.0) -> torch.Tensor:
+    """Centre-line Dice loss, ``1 - 2 Tprec Tsens / (Tprec + Tsens)`` per image, averaged.
+
+    ``Tprec`` is the share of the predicted skeleton lying on true boundary and ``Tsens`` the
+    share of the true skeleton covered by the prediction. A gap of a few pixels that severs a
+    boundary leaves its skeleton uncovered along the gap only, but unlike a pixel loss the
+    term does not fade as the line gets thinner, and spurious fragments lower ``Tprec`` by
+    their skeleton length.
+    """
+    sp = soft_skeleton(prob, iterations)
+    st = soft_skeleton(target, iterations)
+    dims = (1, 2, 3)
+    tprec = ((sp * target).sum(dims) + eps) / (sp.sum(dims) + eps)
+    tsens = ((st * prob).sum(dims) + eps) / (st.sum(dims) + eps)
+    return (1.0 - 2.0 * tprec * tsens / (tprec + tsens)).mean()
 
 
 def gap_weights(net2_input: torch.Tensor, target: torch.Tensor, gap_weight: float,
@@ -1154,7 +1203,8 @@ def iter_train(config: TrainConfig | None, out_dir: str | os.PathLike,
     Raises
     ------
     GrainsError
-        Bad configuration, an unusable device, or a resume folder without a checkpoint.
+        Bad configuration, an unusable device, a resume folder without a checkpoint, or an
+        ``out_dir`` holding another run's checkpoint.
     """
     out = Path(out_dir)
     saved: dict | None = None
@@ -1175,6 +1225,13 @@ def iter_train(config: TrainConfig | None, out_dir: str | os.PathLike,
                               f"({saved_cfg.data_key()}); resume with the same data settings.")
     if config is None:
         raise GrainsError("give a TrainConfig (or resume from a checkpoint).")
+    old_ckpt = out / _CKPT
+    if old_ckpt.is_dir() and any(old_ckpt.iterdir()) and (
+            rdir is None or rdir.resolve() != old_ckpt.resolve()):
+        # an earlier run's best weights there would be taken for this run's (and its
+        # checkpoint overwritten): never mix two runs in one folder
+        raise GrainsError(f"{out} holds the checkpoint of an earlier training; continue it "
+                          f"with --resume {out}, or choose another --out folder.")
     config.validate()
     device = resolve_device(config.device)
     if config.threads and device.type == "cpu":

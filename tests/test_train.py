@@ -25,6 +25,7 @@ from napari_grains.train import (
     iter_train,
     mean_ari,
     resolve_device,
+    soft_cldice_loss,
     tolerant_prf,
 )
 
@@ -140,6 +141,36 @@ def test_resume_rejects_other_data(tmp_path, cache):
         next(iter_train(None, tmp_path / "nothing", resume=tmp_path / "nothing"))
 
 
+def test_a_fresh_run_refuses_a_folder_holding_another_runs_checkpoint(tmp_path, cache):
+    out = tmp_path / "m"
+    list(iter_train(tiny(net1_epochs=1, net2_epochs=1, data_cache=cache), out))
+    before = {f.name: f.read_bytes() for f in (out / "checkpoint").iterdir()}
+    # a second fresh run there would have taken the first run's best weights for its own
+    with pytest.raises(GrainsError, match="--resume"):
+        next(iter_train(tiny(net1_epochs=1, net2_epochs=1, data_cache=cache, seed=5), out))
+    assert {f.name: f.read_bytes() for f in (out / "checkpoint").iterdir()} == before
+    # continuing that run in place is still allowed
+    assert isinstance(list(iter_train(tiny(net1_epochs=1, net2_epochs=2, data_cache=cache),
+                                      out, resume=out))[-1], Done)
+
+
+def test_centre_line_dice_charges_a_break_by_what_it_cuts():
+    t = torch.zeros(1, 1, 48, 48)
+    t[..., 20:22, :] = 1  # a 2-px line across the image
+    assert float(soft_cldice_loss(t, t)) == pytest.approx(0.0, abs=1e-6)
+    assert float(soft_cldice_loss(torch.zeros_like(t), t)) > 0.95
+    gap = t.clone()
+    gap[..., 20:22, 20:28] = 0
+    blob = t.clone()
+    blob[..., 10:14, 30:34] = 1  # a spurious fragment
+    assert 0.05 < float(soft_cldice_loss(gap, t)) < 0.5
+    assert float(soft_cldice_loss(blob, t)) > 0.0
+    # differentiable: a gap pixel gets a gradient that raises it
+    p = gap.clone().requires_grad_(True)
+    soft_cldice_loss(p, t).backward()
+    assert float(p.grad[0, 0, 20, 24]) < 0
+
+
 def test_corruption_is_graded():
     from napari_grains.synth import SynthParams, generate_pair
 
@@ -217,7 +248,7 @@ def test_gap_sources_and_weight_train(tmp_path, cache):
 def test_loss_prefers_the_target():
     t = torch.zeros(1, 1, 16, 16)
     t[..., 8, :] = 1
-    for kind in ("mse_dice", "mse", "bce_dice", "bce"):
+    for kind in ("mse_dice", "mse", "bce_dice", "bce", "mse_dice_cldice"):
         assert boundary_loss(t, t, kind) < boundary_loss(1 - t, t, kind)
         assert boundary_loss(t * 0.9, t, kind) < boundary_loss(t * 0.1, t, kind)
 

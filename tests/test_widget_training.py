@@ -73,7 +73,7 @@ def test_short_run_yields_progress_and_its_model_reaches_the_picker(dock, qtbot)
     dock.curves.grab()  # paints without error
 
 
-def test_stop_keeps_best_model_and_resume_continues(dock, qtbot):
+def test_stop_keeps_best_model_and_resume_continues(dock, qtbot, monkeypatch):
     dock.net1_epochs.setValue(3)
     dock.net2_epochs.setValue(3)
     stopped = []
@@ -92,6 +92,13 @@ def test_stop_keeps_best_model_and_resume_continues(dock, qtbot):
     assert (dock.model_path / "checkpoint").is_dir()
     steps_before = sum(isinstance(e, train.Step) for e in dock.events)
     assert steps_before < 6  # stopped within a step, not at the end
+    # Start again in the same folder would mix two runs: refused, the checkpoint untouched
+    shown = []
+    monkeypatch.setattr("napari_grains._widgets.training.show_warning", shown.append)
+    state = (dock.model_path / "checkpoint" / "state.json").read_bytes()
+    dock.start_btn.click()
+    assert not dock.running and "press Resume" in shown[0]
+    assert (dock.model_path / "checkpoint" / "state.json").read_bytes() == state
     dock.net1_epochs.setValue(1)
     dock.net2_epochs.setValue(1)
     dock.resume_btn.click()

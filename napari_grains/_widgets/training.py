@@ -274,8 +274,12 @@ class TrainingWidget(QWidget):
         out = Path(self.out_edit.text()).expanduser()
         try:
             cfg = self.config(**overrides)
-            if resume and not (out / "checkpoint").is_dir():
+            ckpt = out / "checkpoint"
+            if resume and not ckpt.is_dir():
                 raise GrainsError(f"{out} holds no checkpoint to resume; press Start instead.")
+            if not resume and ckpt.is_dir() and any(ckpt.iterdir()):
+                raise GrainsError(f"{out} holds an earlier training: press Resume to continue "
+                                  "it, or choose another folder to start a new one.")
         except GrainsError as exc:
             show_warning(str(exc))
             return

@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--net2-lr", type=float, help="initial learning rate of Net2")
     g.add_argument("--decay-every", type=int, help="epochs between learning-rate halvings")
     g.add_argument("--decay-factor", type=float, help="learning-rate factor (default 0.5)")
-    g.add_argument("--loss", choices=["mse_dice", "mse", "bce_dice", "bce"])
+    g.add_argument("--loss", choices=["mse_dice", "mse", "bce_dice", "bce", "mse_dice_cldice"])
     g.add_argument("--crops-per-pair", type=int, help="random crops per pair and epoch")
     g.add_argument("--unroll", type=int, metavar="K",
                    help="Net2: up to K no-grad applications before the trained one (default 4)")
