@@ -62,3 +62,5 @@ PYAIM
 # the gap sources and the ARI-aware validation, twice (out/v2/s2: 4 epochs, --val-ari-weight 1;
 # out/v2/s3: stopped after 2 of 6 epochs, --val-ari-weight 2, more net1/net1_gaps); validation
 # ARI fell every epoch, so no epoch beat the start weights.
+# Later, on a lent GPU: longer unrolls, a centre-line loss, a wider Net2 and a longer Net1
+# (scripts/train_v3.sh, docs/training.md 'GPU runs'); none was adopted.
