@@ -123,6 +123,7 @@ def test_changed_threshold_reuses_the_nets(dock, qtbot, monkeypatch):
     monkeypatch.setattr(core, "run_net1", lambda *a, **k: calls.append("net1"))
     monkeypatch.setattr(core, "iter_net2", lambda *a, **k: calls.append("net2") or iter(()))
     widget.threshold.setValue(0.6)
+    widget.extend_ends.setValue(0.0)
     widget.all_btn.click()
     _wait_idle(qtbot, widget)
     assert calls == []
@@ -206,6 +207,10 @@ def test_settings_become_extract_params(dock):
     assert p.log_threshold == pytest.approx(0.002) and p.sobel_threshold is None
     assert p.canny_sigma == pytest.approx(2.0) and p.canny_thresholds is None
     assert p.max_iterations == 3 and p.tolerance == 0.0
+    # the loose-end prolongation: the library's default, and 0 turns it off
+    assert p.extend_ends == pytest.approx(core.ExtractParams().extend_ends)
+    widget.extend_ends.setValue(0.0)
+    assert widget.params().extend_ends == 0.0 and widget.extend_ends.text() == "off"
 
 
 def test_dock_opens_from_napari_plugin_menu(make_napari_viewer):

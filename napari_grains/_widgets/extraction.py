@@ -265,7 +265,13 @@ class ExtractionWidget(QWidget):
         self.rule.addItems(list(core.CONVERGENCE_RULES))
         self.rule.setToolTip("paper: mean |change| < tolerance; script: the authors' MATLAB "
                              "rule (uint8 maps, only growth counts, Net1's maximum)")
+        default_ext = core.ExtractParams().extend_ends
+        self.extend_ends = self._spin(0.0, 5.0, default_ext, 0.5, 1, special="off",
+                                      tip="prolong loose boundary ends straight ahead to the "
+                                      "next boundary, by at most this many mean grain "
+                                      "intercepts (closes gaps Net2 left; off = 0)")
         nf.addRow("threshold", self.threshold)
+        nf.addRow("close loose ends (× intercept)", self.extend_ends)
         nf.addRow("tolerance", self.tolerance)
         nf.addRow("convergence", self.rule)
         nf.addRow("max iterations", self.max_iter)
@@ -332,6 +338,7 @@ class ExtractionWidget(QWidget):
             mode=self.mode.currentText(),
             scale="auto" if scale <= 0 else max(0.05, float(scale)),
             threshold=float(self.threshold.value()),
+            extend_ends=float(self.extend_ends.value()),
             tolerance=float(self.tolerance.value()),
             max_iterations=int(self.max_iter.value()),
             convergence=self.rule.currentText(),
@@ -493,6 +500,9 @@ class ExtractionWidget(QWidget):
         elif kind == "iteration":
             self._add_iteration(*payload)
         elif kind == "boundaries":
+            # the final settings of this run (a re-threshold reuses the nets and session)
+            self.session.params = replace(
+                self.session.params, **{k: getattr(self._run_params, k) for k in _FINAL_FIELDS})
             self._finish_result(payload)
             self._boundaries_layer(payload, len(self.session.changes))
 
@@ -570,7 +580,8 @@ class ExtractionWidget(QWidget):
             notify_error(GrainsError("run Net1 (or Run all) first."), "use this iteration")
             return
         try:
-            params = replace(s.params, threshold=float(self.threshold.value())).validated()
+            now = self.params()
+            params = replace(s.params, **{k: getattr(now, k) for k in _FINAL_FIELDS}).validated()
         except GrainsError as exc:
             notify_error(exc, "use this iteration")
             return
