@@ -43,17 +43,24 @@ from napari_grains.nets import load_model
 SHOW = (0, 1, 3, 10, 30, 50)
 
 
-def refine_from(model, start: np.ndarray, iterations: int) -> np.ndarray:
-    """Apply Net2 ``iterations`` times to a map (reflect-padded to the nets' multiple)."""
+def refine_from(model, start: np.ndarray, iterations: int,
+                initial: np.ndarray | None = None) -> np.ndarray:
+    """Apply Net2 ``iterations`` times to a map (reflect-padded to the nets' multiple);
+    ``initial`` is the image's Net1 map, which a conditioned Net2 sees at every iteration."""
     m = model.multiple
     h, w = start.shape
     ph, pw = (-h) % m, (-w) % m
-    x = np.pad(start.astype(np.float32), ((0, ph), (0, pw)), mode="reflect")
-    cur = torch.from_numpy(x)[None, None]
+
+    def pad(a):
+        return torch.from_numpy(np.pad(a.astype(np.float32), ((0, ph), (0, pw)),
+                                       mode="reflect"))[None, None]
+
+    cur = pad(start)
+    cond = pad(initial if initial is not None else start)
     out = np.zeros((iterations, h, w), np.float32)
     with torch.no_grad():
         for k in range(iterations):
-            cur = model.refine(cur)
+            cur = model.refine(model.net2_input(cur, cond))
             out[k] = cur[0, 0, :h, :w].cpu().numpy()
     return out
 
@@ -80,7 +87,8 @@ def run(data: Path, models: list[str], limit: int, iterations: int,
                 f1_n1.append(s.f1)
                 acc_n1.append(s.eq1_accuracy)
                 g = score_iterations(np.concatenate(
-                    [gt[None].astype(np.float32), refine_from(model, gt, iterations)]), gt,
+                    [gt[None].astype(np.float32),
+                     refine_from(model, gt, iterations, res.initial)]), gt,
                     binarize=binarize)
                 f1_gt.append(g.f1)
             results[(model_name, set_name)] = {

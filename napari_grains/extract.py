@@ -672,6 +672,8 @@ def iter_net2(
     npix = h * w
     script = p.convergence == "script"
     prev = np.asarray(initial, np.float32)
+    # a conditioned Net2 sees Net1's map beside its own last output at every iteration
+    cond = prev[None].copy() if model.net2_channels == 2 else None
     if script:
         max1 = float(prev.max()) * 255.0
         prev_u8 = np.floor(prev * 255 + 0.5).astype(np.uint8)
@@ -679,7 +681,8 @@ def iter_net2(
     # the passes allocate and free the same big buffers: keep them mapped between passes
     with reuse_freed_memory():
         for k in range(1, int(p.max_iterations) + 1):
-            x, _ = _pad_to(prev[None], model.multiple)
+            x_in = prev[None] if cond is None else np.concatenate([prev[None], cond])
+            x, _ = _pad_to(x_in, model.multiple)
             y = np.ascontiguousarray(_run_tiled(model.refine, x, p, model.multiple)[:h, :w])
             if script:
                 y_u8 = np.floor(y * 255 + 0.5).astype(np.uint8)

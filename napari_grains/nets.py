@@ -693,13 +693,31 @@ class GrainModel:
         """
         return self._run("net1", self._check(edges, 3, "edges"), self.scaling1, grad)
 
+    @property
+    def net2_channels(self) -> int:
+        """Input channels of Net2: 1, the boundary map (the paper's), or 2, the map and
+        Net1's initial guess, which a *conditioned* Net2 sees again at every iteration
+        (build its input with :meth:`net2_input`)."""
+        return int(self.card["net2"].get("params", {}).get("in_channels", 1))
+
+    def net2_input(self, state: torch.Tensor, initial: torch.Tensor) -> torch.Tensor:
+        """Net2's input for the map ``state`` of an image whose Net1 map is ``initial``.
+
+        Both ``(N, 1, H, W)``; the result is ``state`` itself for a one-channel Net2 and the
+        two stacked on the channel axis for a conditioned one.
+        """
+        if self.net2_channels == 1:
+            return state
+        return torch.cat([state, initial.to(state.device, state.dtype)], dim=1)
+
     def refine(self, x: torch.Tensor, *, grad: bool = False) -> torch.Tensor:
         """One Net2 iteration on a boundary map.
 
         Parameters
         ----------
-        x : Tensor, shape (N, 1, H, W)
-            Boundary probability in [0, 1]; H and W multiples of :attr:`multiple`.
+        x : Tensor, shape (N, C, H, W), C = :attr:`net2_channels`
+            Boundary probability in [0, 1] (and, for a conditioned Net2, Net1's map in the
+            second channel: :meth:`net2_input`); H and W multiples of :attr:`multiple`.
         grad : bool
             As for :meth:`initial_guess`.
 
@@ -707,7 +725,8 @@ class GrainModel:
         -------
         Tensor, shape (N, 1, H, W) in [0, 1]
         """
-        return self._run("net2", self._check(x, 1, "boundary map"), self.scaling2, grad)
+        return self._run("net2", self._check(x, self.net2_channels, "Net2's input"),
+                         self.scaling2, grad)
 
     def invalidate(self) -> None:
         """Forget the fused inference copies (they are also re-made when weights change)."""

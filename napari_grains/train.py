@@ -1089,15 +1089,17 @@ def _net2_batch(run: _Run, idx: np.ndarray, rng: np.random.Generator):
             xs.append(corrupt_boundaries(tnp[j, 0], 1.0, rng))
     x = torch.from_numpy(np.stack(xs)[:, None]).to(run.device)
     tt = t.to(run.device, torch.float32)
+    # a conditioned Net2 also sees the pair's Net1 map, whatever the source of the state
+    cond = n1.to(run.device, torch.float32)
     if cfg.net2_unroll > 0 and rng.random() < cfg.net2_unroll_prob:
         k = int(rng.integers(1, cfg.net2_unroll + 1))
         was = run.model.net2.training
         run.model.net2.eval()
         with torch.no_grad():
             for _ in range(k):
-                x = run.model.refine(x, grad=True)
+                x = run.model.refine(run.model.net2_input(x, cond), grad=True)
         run.model.net2.train(was)
-    return x.detach(), tt
+    return run.model.net2_input(x, cond).detach(), tt
 
 
 @torch.no_grad()
@@ -1122,17 +1124,19 @@ def _validate_net1(run: _Run) -> tuple[float, dict]:
 
 
 @torch.no_grad()
-def _iterate_net2(run: _Run, x: torch.Tensor, its: tuple[int, ...],
+def _iterate_net2(run: _Run, x: torch.Tensor, its: tuple[int, ...], cond: torch.Tensor,
                   bs: int = 8) -> dict[int, torch.Tensor]:
-    """Net2's thresholded maps after each of ``its`` iterations from ``x`` (bool, on the CPU)."""
+    """Net2's thresholded maps after each of ``its`` iterations from ``x`` (bool, on the CPU);
+    ``cond`` is Net1's map of each image (seen by a conditioned Net2)."""
     cfg = run.cfg
     run.model.net2.eval()
     want = sorted(set(its))
     preds: dict[int, list[torch.Tensor]] = {k: [] for k in want}
     for s in range(0, len(x), bs):
         cur = x[s:s + bs].to(run.device, torch.float32)
+        c = cond[s:s + bs].to(run.device, torch.float32)
         for k in range(1, want[-1] + 1):
-            cur = run.model.refine(cur)
+            cur = run.model.refine(run.model.net2_input(cur, c))
             if k in preds:
                 preds[k].append((cur > cfg.threshold).cpu())
     return {k: torch.cat(v) for k, v in preds.items()}
@@ -1162,10 +1166,10 @@ def _validate_net2(run: _Run, split: str = "val") -> tuple[float, dict]:
     x1 = run.data.net1_out[vidx].float()
     its = cfg.net2_val_iterations
     truth = t > 0.5
-    p_n1 = _iterate_net2(run, x1, its)
+    p_n1 = _iterate_net2(run, x1, its, x1)
     f_n1 = {k: tolerant_prf(v, truth, cfg.tolerance)[2] for k, v in p_n1.items()}
     f_id = {k: tolerant_prf(v, truth, cfg.tolerance)[2]
-            for k, v in _iterate_net2(run, t.clone(), its).items()}
+            for k, v in _iterate_net2(run, t.clone(), its, x1).items()}
     f0 = tolerant_prf(x1 > cfg.threshold, truth, cfg.tolerance)[2]
     err = float(np.mean([1 - v for v in f_n1.values()] + [1 - v for v in f_id.values()]))
     metrics = {"net1_f1": f0,
@@ -1386,8 +1390,8 @@ def _iter_stage(run: _Run, stage: str, rdir: Path | None) -> Iterator[TrainEvent
                     out = run.model.initial_guess(x, grad=True)
                 else:
                     out = run.model.refine(x, grad=True)
-                    if cfg.net2_gap_weight != 1.0:
-                        extra = gap_weights(x, t, cfg.net2_gap_weight, cfg.threshold)
+                    if cfg.net2_gap_weight != 1.0:  # channel 0: the map Net2 refines
+                        extra = gap_weights(x[:, :1], t, cfg.net2_gap_weight, cfg.threshold)
                 loss = boundary_loss(raw.apply(out), t, cfg.loss, cfg.pos_weight, extra)
                 run.opt.zero_grad(set_to_none=True)
                 loss.backward()

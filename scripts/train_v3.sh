@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Net2 trained for stability under iteration, and Net1 trained longer: the runs made on a lent
 # GPU (an H100) in one call of at most 10 minutes, several variants side by side.
-# Usage: scripts/train_v3.sh WORKDIR [smoke|round1|round2]
+# Usage: scripts/train_v3.sh WORKDIR [smoke|round1|round2|round3]
 #   WORKDIR (a new folder for each mode: training refuses a folder holding another run's
 #   checkpoint) gets the data cache, one folder per run and one log per run.
 # Each run is stopped by SIGINT after $BUDGET seconds at the latest: training then keeps the
@@ -18,6 +18,10 @@
 #   e: mse_dice_cldice, unrolled up to 16 iterations
 #   f: mse_dice, unrolled up to 16 iterations                              (control for e)
 #   g: mse_dice_cldice, unrolled up to 48 iterations
+# Round 3 (after round 2: every fine-tune traded closure for F1; Net2 sees only the map, so it
+# cannot tell a true gap from a spur), a *conditioned* Net2 that also sees Net1's map at every
+# iteration (in_channels 2), from scratch, lr 1e-3, unrolled up to 16 iterations:
+#   h: mse_dice        i: mse_dice_cldice        j: wider (8-16-32-64), mse_dice
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:?work dir}
@@ -37,6 +41,10 @@ wide = json.loads(json.dumps(base))
 wide["net2"]["params"].update(encoder_widths=[8, 16, 32, 64], bridge_width=64,
                               decoder_widths=[64, 32, 16, 16])
 json.dump(wide, open(w / "card_wide2.json", "w"), indent=1)
+for name, c in (("card_cond.json", base), ("card_cond_wide.json", wide)):
+    c = json.loads(json.dumps(c))
+    c["net2"]["params"]["in_channels"] = 2
+    json.dump(c, open(w / name, "w"), indent=1)
 PYCARD
 if [ "$MODE" = smoke ]; then
   DATA=(--pairs 160 --size 256 256 --crop 128 128 --grain-size 8 120
@@ -62,7 +70,14 @@ run() {  # name, then train options
       "${DATA[@]}" "$@" > "$W/$n.log" 2>&1 || rc=$?
     echo "$n exit $rc after $(( $(date +%s) - t0 )) s" ) &
 }
-if [ "$MODE" = round2 ]; then
+if [ "$MODE" = round3 ]; then
+  R3=(--net1-epochs 0 --net2-epochs 10 --net2-lr 1e-3 --decay-every 4 --seed 11
+      --val-iterations 1 4 16 50 --val-ari-weight 1 --gap-weight 2 --batch-size 16
+      --crops-per-pair 2 --unroll 16 --unroll-prob 0.7 "${MIX[@]}")
+  run h --card "$W/card_cond.json" "${R3[@]}" --loss mse_dice
+  run i --card "$W/card_cond.json" "${R3[@]}" --loss mse_dice_cldice
+  run j --card "$W/card_cond_wide.json" "${R3[@]}" --loss mse_dice
+elif [ "$MODE" = round2 ]; then
   R2=(--card "$W/card_default.json" --net1-epochs 0 --net2-epochs 10 --net2-lr 1e-4
       --decay-every 4 --seed 11 --val-iterations 1 4 16 50 --val-ari-weight 1 --gap-weight 2
       --batch-size 16 --crops-per-pair 2 --unroll-prob 0.7 "${MIX[@]}")

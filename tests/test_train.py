@@ -355,3 +355,37 @@ def test_untrained_stage_keeps_the_start_models_net_whatever_its_layout(tmp_path
     list(iter_train(tiny(net1_epochs=0, net2_epochs=1, data_cache=cache, init=str(first)),
                     third))
     assert load_model(third).card["inference"] == {"scale_aim": 1.6}
+
+
+def test_a_net2_conditioned_on_net1s_map_trains_and_extracts(tmp_path, cache):
+    """Net2 with 2 input channels sees its last output and Net1's map at every iteration."""
+    from napari_grains.extract import ExtractParams, extract
+    from napari_grains.train import default_card
+
+    card = default_card()
+    card["net2"]["params"]["in_channels"] = 2
+    out = tmp_path / "cond"
+    events = list(iter_train(tiny(net1_epochs=1, net2_epochs=2, data_cache=cache, card=card,
+                                  net2_gap_weight=2.0), out))
+    assert isinstance(events[-1], Done)
+    model = load_model(out)
+    assert model.net2_channels == 2
+    x = torch.rand(1, 1, 32, 32)
+    assert model.net2_input(x, x).shape == (1, 2, 32, 32)
+    with pytest.raises(GrainsError, match="shape"):
+        model.refine(x)  # the map alone is not enough for this Net2
+    img = np.random.default_rng(0).random((40, 56)).astype(np.float32)
+    res = extract(img, model, ExtractParams(max_iterations=3, tolerance=0.0))
+    assert res.n_iterations == 3 and res.boundaries.shape == img.shape
+    # the condition is Net1's map: a different Net1 map changes what Net2 makes of one state
+    # (compared before the clipped head, which a 2-epoch net may hold at 0 everywhere)
+    seen = []
+    hook = model.net2.head.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    try:
+        s = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            model.net2(model.net2_input(s, torch.zeros_like(s)))
+            model.net2(model.net2_input(s, torch.ones_like(s)))
+    finally:
+        hook.remove()
+    assert not torch.equal(seen[0], seen[1])
