@@ -673,7 +673,7 @@ def iter_net2(
     script = p.convergence == "script"
     prev = np.asarray(initial, np.float32)
     # a conditioned Net2 sees Net1's map beside its own last output at every iteration
-    cond = prev[None].copy() if model.net2_channels == 2 else None
+    cond = prev[None].copy() if getattr(model, "net2_channels", 1) == 2 else None
     if script:
         max1 = float(prev.max()) * 255.0
         prev_u8 = np.floor(prev * 255 + 0.5).astype(np.uint8)
