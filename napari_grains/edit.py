@@ -293,6 +293,29 @@ def snap_point(
     return cand[j].astype(float), True
 
 
+def _snap_end(b: np.ndarray, point: np.ndarray, snap_distance: float) -> tuple[np.ndarray, bool]:
+    """Snap a drawn line's end onto the nearest boundary pixel or the image's edge.
+
+    The edge counts as a boundary: a line that stops a few pixels short of it leaves a strip
+    through which the grain it should split stays one grain.
+    """
+    q, snapped = snap_point(b, point, snap_distance)
+    if snap_distance <= 0:
+        return q, snapped
+    p = np.asarray(point, dtype=float)
+    rows, cols = b.shape
+    gaps = (p[0], rows - 1 - p[0], p[1], cols - 1 - p[1])  # to the top, bottom, left, right
+    side = int(np.argmin(gaps))
+    d_edge = gaps[side]
+    d_bound = float(np.hypot(*(q - p))) if snapped else np.inf
+    if -snap_distance <= d_edge <= snap_distance and d_edge < d_bound:
+        e = p.copy()
+        e[side // 2] = 0.0 if side % 2 == 0 else (rows - 1 if side < 2 else cols - 1)
+        e = np.clip(e, 0, (rows - 1, cols - 1))
+        return e, True
+    return q, snapped
+
+
 def draw_boundary(
     boundaries: np.ndarray,
     points: Sequence[Sequence[float]],
@@ -312,8 +335,8 @@ def draw_boundary(
     thickness : int, optional
         Width of the new boundary in pixels; by default the map's typical boundary width.
     snap_distance : float
-        The first and last points move onto the nearest boundary pixel within this many
-        pixels (0 disables snapping).
+        The first and last points move onto the nearest boundary pixel, or onto the image's
+        edge, within this many pixels (0 disables snapping).
 
     Returns
     -------
@@ -333,8 +356,8 @@ def draw_boundary(
     if int(thickness) < 1:
         raise GrainsError(f"thickness must be at least 1 pixel (got {thickness}).")
     pts = pts.copy()
-    pts[0], s0 = snap_point(b, pts[0], snap_distance)
-    pts[-1], s1 = snap_point(b, pts[-1], snap_distance)
+    pts[0], s0 = _snap_end(b, pts[0], snap_distance)
+    pts[-1], s1 = _snap_end(b, pts[-1], snap_distance)
     new = _raster_polyline(b.shape, pts, int(thickness))
     out = b | new
     snapped = {0: "neither end", 1: "one end", 2: "both ends"}[int(s0) + int(s1)]

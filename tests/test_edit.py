@@ -77,6 +77,26 @@ def test_draw_boundary_without_snap_leaves_the_grain_whole():
     assert n_grains(r.boundaries) == 9
 
 
+def test_a_line_ending_near_the_image_edge_snaps_to_it_and_splits_the_grain():
+    b = np.zeros((40, 50), bool)
+    # both ends 3 px short of the left and right edges, no boundary anywhere near
+    r = edit.draw_boundary(b, [(20, 3), (20, 46)], thickness=2, snap_distance=6)
+    assert n_grains(r.boundaries) == 2
+    line = r.lines[0]
+    assert (line[0][1], line[-1][1]) == (0.0, 49.0) and "both ends" in r.description
+    # a boundary nearer than the edge still wins
+    c = np.zeros((40, 50), bool)
+    c[:, 5] = True
+    r2 = edit.draw_boundary(c, [(20, 3), (20, 30)], thickness=1, snap_distance=6)
+    assert r2.lines[0][0][1] == 5.0
+    # an end outside the image (a click beyond the canvas) lands on the edge
+    r3 = edit.draw_boundary(b, [(-2, 25), (20, 25)], thickness=1, snap_distance=6)
+    assert r3.lines[0][0][0] == 0.0
+    # snapping off: the end stays where it was drawn, the grain stays whole
+    r4 = edit.draw_boundary(b, [(20, 3), (20, 46)], thickness=2, snap_distance=0)
+    assert n_grains(r4.boundaries) == 1
+
+
 def test_diagonal_one_pixel_line_still_separates_grains():
     b = np.zeros((30, 30), bool)
     r = edit.draw_boundary(b, [(0, 0), (29, 29)], thickness=1, snap_distance=0)

@@ -223,7 +223,7 @@ class CorrectionWidget(QWidget):
         self.delete_btn.setToolTip("Click a boundary segment to remove it and merge its grains.")
         self.draw_btn = QPushButton("Draw boundary", checkable=True)
         self.draw_btn.setToolTip("Click points; double-click or 'Finish' lays the line, "
-                                 "its ends snapped to the nearest boundary.")
+                                 "its ends snapped to the nearest boundary or the image edge.")
         row = QHBoxLayout()
         row.addWidget(self.delete_btn)
         row.addWidget(self.draw_btn)
