@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                                              binarize=binarize).f1)
                 if not args.no_fixed_point:
                     fp = net2_fixed_point(model, gt, n_iterations=n_it,
-                                          tolerance=args.tolerance, binarize=binarize).f1
+                                          tolerance=args.tolerance, binarize=binarize,
+                                          initial=res.initial).f1
                     fixed.append(np.concatenate([[1.0], fp]))  # iteration 0: the map itself
                 print(f"  {name}/{pair.name}: F1 net1 {pipe[-1][0]:.3f} -> it{n_it} "
                       f"{pipe[-1][-1]:.3f} (scale {res.params.scale})", file=sys.stderr)

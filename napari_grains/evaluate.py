@@ -1151,6 +1151,7 @@ def net2_fixed_point(
     n_iterations: int = 50,
     tolerance: float = 2.0,
     binarize: Callable[[np.ndarray], np.ndarray] | None = None,
+    initial: np.ndarray | None = None,
 ) -> IterationScores:
     """Apply a model's Net2 to a clean ground-truth map again and again, and score each output.
 
@@ -1169,6 +1170,11 @@ def net2_fixed_point(
         Pixel tolerance of the scores.
     binarize : callable, optional
         Default: :func:`threshold_and_close` with the pipeline's defaults (0.2, radius 2).
+    initial : ndarray of float, shape (rows, cols), optional
+        The image's Net1 map (``ExtractResult.initial``), which a *conditioned* Net2
+        (``GrainModel.net2_channels == 2``) sees beside its state at every iteration. Without
+        it such a Net2 is given the truth there too, an oracle it never has in use. Ignored
+        by a one-channel Net2.
 
     Returns
     -------
@@ -1183,6 +1189,13 @@ def net2_fixed_point(
     m = load_model(model) if isinstance(model, (str, Path)) else model
     g = _as_bool_map(gt, "ground truth")
     params = ExtractParams(tolerance=0.0, max_iterations=int(n_iterations))
-    outputs = [y for _, y, _, _ in iter_net2(g.astype(np.float32), m, params)]
+    start = g.astype(np.float32)
+    if initial is not None and getattr(m, "net2_channels", 1) == 2:
+        cond = np.asarray(initial, np.float32)
+        if cond.shape != g.shape:
+            raise GrainsError(f"initial has shape {cond.shape}, the truth {g.shape}.")
+        outputs = [y for _, y, _, _ in iter_net2(start, m, params, condition=cond)]
+    else:
+        outputs = [y for _, y, _, _ in iter_net2(start, m, params)]
     return score_iterations(outputs, g, tolerance=tolerance,
                             binarize=binarize or threshold_and_close(0.2, 2))

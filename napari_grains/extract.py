@@ -641,7 +641,8 @@ def run_net1(edges: EdgeStack | np.ndarray, model: GrainModel,
 
 
 def iter_net2(
-    initial: np.ndarray, model: GrainModel, params: ExtractParams | None = None
+    initial: np.ndarray, model: GrainModel, params: ExtractParams | None = None, *,
+    condition: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray, float, bool]]:
     """Apply Net2 to its own output until convergence; yield each iteration.
 
@@ -652,6 +653,9 @@ def iter_net2(
     model : GrainModel
     params : ExtractParams, optional
         ``tolerance``, ``max_iterations``, ``convergence`` and tiling settings.
+    condition : ndarray, optional
+        For a conditioned Net2 (``model.net2_channels == 2``): the map it sees beside its
+        state at every iteration; default ``initial`` (Net1's map, as in use).
 
     Yields
     ------
@@ -673,7 +677,9 @@ def iter_net2(
     script = p.convergence == "script"
     prev = np.asarray(initial, np.float32)
     # a conditioned Net2 sees Net1's map beside its own last output at every iteration
-    cond = prev[None].copy() if getattr(model, "net2_channels", 1) == 2 else None
+    cond = None
+    if getattr(model, "net2_channels", 1) == 2:
+        cond = np.asarray(initial if condition is None else condition, np.float32)[None].copy()
     if script:
         max1 = float(prev.max()) * 255.0
         prev_u8 = np.floor(prev * 255 + 0.5).astype(np.uint8)

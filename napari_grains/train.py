@@ -39,6 +39,7 @@ import math
 import os
 import platform
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,8 @@ __all__ = [
     "iter_train",
     "load_checkpoint_config",
     "resolve_device",
+    "soft_cldice_loss",
+    "soft_skeleton",
     "tolerant_prf",
     "train",
 ]
@@ -432,8 +435,8 @@ def boundary_loss(prob: torch.Tensor, target: torch.Tensor, kind: str = "mse_dic
         (insensitive to how many pixels are boundary). The MSE forms have bounded gradients,
         which suits the clipped-ReLU heads of the paper's architecture.
         ``"mse_dice_cldice"``: ``"mse_dice"`` plus the centre-line Dice loss
-        (:func:`soft_cldice_loss`), which charges a break in a boundary line by the length of
-        skeleton it cuts off rather than by its few pixels.
+        (:func:`soft_cldice_loss`), which charges a break in a boundary line by its length
+        along the line's centre, however thin the line, rather than by its few pixels.
     pos_weight : float
         Weight of boundary pixels in the pixel-wise term.
     weight : torch.Tensor, optional
@@ -929,6 +932,11 @@ def _build(cfg: TrainConfig, device: torch.device):
                 # (the card's layout differs, e.g. a U-Net Net1 under the default paper layout)
                 card[name] = json.loads(json.dumps(src.card[name]))
                 init_states[name] = src_sd
+            else:
+                warnings.warn(
+                    f"init {cfg.init}: its {name} does not fit the card's layout, so {name} "
+                    "starts from random weights; to fine-tune it, give the card of that model "
+                    "(--card DIR/card.json).", stacklevel=2)
         if cfg.net1_epochs == 0 and "net1" in init_states and "inference" in src.card:
             # Net1 kept as it is: keep what was measured for it at inference (its scale aim)
             card["inference"] = json.loads(json.dumps(src.card["inference"]))
@@ -1234,8 +1242,11 @@ def iter_train(config: TrainConfig | None, out_dir: str | os.PathLike,
             rdir is None or rdir.resolve() != old_ckpt.resolve()):
         # an earlier run's best weights there would be taken for this run's (and its
         # checkpoint overwritten): never mix two runs in one folder
-        raise GrainsError(f"{out} holds the checkpoint of an earlier training; continue it "
-                          f"with --resume {out}, or choose another --out folder.")
+        if (old_ckpt / _STATE).exists():
+            raise GrainsError(f"{out} holds the checkpoint of an earlier training; continue "
+                              f"it with --resume {out}, or choose another --out folder.")
+        raise GrainsError(f"{old_ckpt} holds files of an earlier training that stopped before "
+                          "its first checkpoint; delete that folder or choose another --out.")
     config.validate()
     device = resolve_device(config.device)
     if config.threads and device.type == "cpu":

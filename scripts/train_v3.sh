@@ -64,8 +64,18 @@ t0=$(date +%s)
 "$PY" -m napari_grains train --out "$W/gen" --init default --card "$W/card_default.json" \
   "${DATA[@]}" --net1-epochs 0 --net2-epochs 0 > "$W/gen.log" 2>&1
 echo "data: $(( $(date +%s) - t0 )) s"
-run() {  # name, then train options
+run() {  # name, then train options (each run's card is named after it)
   local n=$1; shift
+  local args=() a c
+  for a in "$@"; do args+=("$a"); done
+  for ((c = 0; c < ${#args[@]}; c++)); do
+    if [ "${args[c]}" = --card ]; then
+      "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); d['name']=sys.argv[3]; json.dump(d, open(sys.argv[2], 'w'), indent=1)" \
+        "${args[c+1]}" "$W/card_$n.json" "v3_$n"
+      args[c+1]="$W/card_$n.json"
+    fi
+  done
+  set -- "${args[@]}"
   ( rc=0; timeout -s INT "$BUDGET" "$PY" -m napari_grains train --out "$W/$n" --init default \
       "${DATA[@]}" "$@" > "$W/$n.log" 2>&1 || rc=$?
     echo "$n exit $rc after $(( $(date +%s) - t0 )) s" ) &

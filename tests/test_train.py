@@ -152,6 +152,29 @@ def test_a_fresh_run_refuses_a_folder_holding_another_runs_checkpoint(tmp_path, 
     # continuing that run in place is still allowed
     assert isinstance(list(iter_train(tiny(net1_epochs=1, net2_epochs=2, data_cache=cache),
                                       out, resume=out))[-1], Done)
+    # a run killed before its first checkpoint: no state to resume, so say to delete it
+    stuck = tmp_path / "stuck"
+    (stuck / "checkpoint").mkdir(parents=True)
+    (stuck / "checkpoint" / "best_net1.safetensors").write_bytes(b"x")
+    with pytest.raises(GrainsError, match="delete that folder"):
+        next(iter_train(tiny(data_cache=cache), stuck))
+
+
+def test_init_warns_when_a_net_it_cannot_fit_will_be_trained_from_scratch(tmp_path, cache):
+    from napari_grains.train import default_card
+
+    card = default_card()
+    card["net2"]["params"]["in_channels"] = 2
+    cond = tmp_path / "cond"
+    list(iter_train(tiny(net1_epochs=1, net2_epochs=1, data_cache=cache, card=card), cond))
+    # no --card: the default card's one-channel Net2 cannot take the conditioned weights
+    with pytest.warns(UserWarning, match="net2 starts from random weights"):
+        list(iter_train(tiny(net1_epochs=0, net2_epochs=1, data_cache=cache, init=str(cond)),
+                        tmp_path / "again"))
+    # with that model's card, both nets are taken over
+    list(iter_train(tiny(net1_epochs=0, net2_epochs=1, data_cache=cache, init=str(cond),
+                         card=card), tmp_path / "tuned"))
+    assert load_model(tmp_path / "tuned").card["init"]["nets"] == ["net1", "net2"]
 
 
 def test_centre_line_dice_charges_a_break_by_what_it_cuts():
@@ -389,3 +412,37 @@ def test_a_net2_conditioned_on_net1s_map_trains_and_extracts(tmp_path, cache):
     finally:
         hook.remove()
     assert not torch.equal(seen[0], seen[1])
+
+
+def test_iter_net2_gives_a_conditioned_net2_net1s_map_at_every_iteration():
+    from napari_grains.extract import ExtractParams, iter_net2
+
+    class Spy:  # a conditioned Net2 that records its input and halves the state
+        net2_channels = 2
+        multiple = 16
+
+        def __init__(self):
+            self.seen = []
+
+        def refine(self, x):
+            self.seen.append(x.clone())
+            return x[:, :1] * 0.5
+
+    initial = np.random.default_rng(1).random((32, 48)).astype(np.float32)
+    spy = Spy()
+    for rule in ("paper", "script"):
+        spy.seen.clear()
+        list(iter_net2(initial, spy, ExtractParams(max_iterations=3, tolerance=0.0,
+                                                   convergence=rule)))
+        assert len(spy.seen) == 3
+        for x in spy.seen:
+            assert x.shape[1] == 2
+            np.testing.assert_allclose(x[0, 1, :32, :48].numpy(), initial, atol=1e-6)
+        # the state channel is Net2's own last output
+        assert float(spy.seen[2][0, 0].max()) < float(spy.seen[0][0, 0].max())
+    # an explicit condition replaces Net1's map (evaluate.net2_fixed_point's initial=)
+    spy.seen.clear()
+    other = np.zeros_like(initial)
+    list(iter_net2(initial, spy, ExtractParams(max_iterations=1, tolerance=0.0),
+                   condition=other))
+    assert float(spy.seen[0][0, 1].abs().max()) == 0.0

@@ -104,6 +104,17 @@ def test_slider_picks_the_iteration_to_use(dock, qtbot):
     s = widget.session
     expected = core.finalize(s.work[0].astype(np.float32) / 255, s.pre, s.params)
     np.testing.assert_array_equal(bounds.data.astype(bool), expected)
+    # the dock's final settings now, not the run's, finish the picked iteration
+    widget.extend_ends.setValue(0.0)
+    widget.threshold.setValue(0.5)
+    widget.use_btn.click()
+    qtbot.waitUntil(lambda: bounds.metadata["napari_grains"]["params"]["extend_ends"] == 0.0,
+                    timeout=TIMEOUT)
+    assert bounds.metadata["napari_grains"]["threshold"] == 0.5
+    from dataclasses import replace
+    want = core.finalize(s.work[0].astype(np.float32) / 255, s.pre,
+                         replace(s.params, threshold=0.5, extend_ends=0.0))
+    np.testing.assert_array_equal(bounds.data.astype(bool), want)
 
 
 def test_changed_threshold_reuses_the_nets(dock, qtbot, monkeypatch):

@@ -29,7 +29,8 @@ Examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``train`` options to ``parser``."""
     parser.add_argument("--out", metavar="DIR", help="model folder to write (default with "
-                        "--resume: the resumed folder)")
+                        "--resume: the resumed folder); a folder holding another run's "
+                        "checkpoint is refused")
     parser.add_argument("--resume", metavar="DIR", help="continue the training saved in DIR")
     g = parser.add_argument_group("data")
     g.add_argument("--pairs", type=int, help="number of synthetic pairs (default 1000)")
@@ -155,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
     given, TrainConfig = _config_from_args(args)
     if args.out is None and args.resume is None:
         raise GrainsError("give --out DIR (the model folder to write) or --resume DIR.")
+    if args.resume is not None and Path(args.resume).name == "checkpoint" and (
+            Path(args.resume) / "state.json").is_file():
+        args.resume = str(Path(args.resume).parent)  # the run's folder, not its checkpoint
     out = Path(args.out or args.resume)
     if args.resume is not None:
         saved = tr.load_checkpoint_config(args.resume)
