@@ -10,9 +10,53 @@ from typing import Any
 
 import numpy as np
 from napari.utils.notifications import show_error
-from qtpy.QtWidgets import QComboBox, QSizePolicy
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_grains.errors import GrainsError
+
+
+class _VerticalScroll(QScrollArea):
+    """A scroll area that scrolls vertically only and is as wide as its content wants."""
+
+    def _width(self, content_width: int) -> int:
+        return content_width + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
+
+    def minimumSizeHint(self) -> QSize:
+        hint, w = super().minimumSizeHint(), self.widget()
+        return hint if w is None else QSize(self._width(w.minimumSizeHint().width()),
+                                            hint.height())
+
+    def sizeHint(self) -> QSize:
+        hint, w = super().sizeHint(), self.widget()
+        return hint if w is None else QSize(self._width(w.sizeHint().width()), hint.height())
+
+
+def scrolled_layout(widget: QWidget) -> QVBoxLayout:
+    """The vertical layout of a dock's content, inside a scroll area filling ``widget``.
+
+    Without it a tall dock sets the dock area's minimum height, and with two or three docks
+    open napari's window grew taller than the screen (a walk-through finding); now the dock
+    scrolls instead.
+    """
+    outer = QVBoxLayout(widget)
+    outer.setContentsMargins(0, 0, 0, 0)
+    area = _VerticalScroll(widget)
+    area.setWidgetResizable(True)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    inner = QWidget(area)
+    area.setWidget(inner)
+    outer.addWidget(area)
+    widget.scroll_area = area
+    return QVBoxLayout(inner)
 
 
 def if_alive(widget, slot: Callable) -> Callable:

@@ -52,6 +52,7 @@ from napari_grains._widgets._common import (
     is_dock_output,
     layer_named,
     pair_image_combo,
+    scrolled_layout,
     writable_home,
 )
 from napari_grains.errors import GrainsError
@@ -208,7 +209,7 @@ class CorrectionWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
-        lay = QVBoxLayout(self)
+        lay = scrolled_layout(self)
         form = QFormLayout()
         self.boundaries_combo = QComboBox()
         self.image_combo = QComboBox()

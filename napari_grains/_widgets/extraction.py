@@ -38,7 +38,6 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
@@ -53,6 +52,7 @@ from napari_grains._widgets._common import (
     layer_image,
     notify_error,
     refill_combo,
+    scrolled_layout,
 )
 from napari_grains.errors import GrainsError
 from napari_grains.io import to_gray_float
@@ -207,7 +207,7 @@ class ExtractionWidget(QWidget):
     def _build(self) -> None:
         from napari_grains.nets import list_models
 
-        lay = QVBoxLayout(self)
+        lay = scrolled_layout(self)
         form = QFormLayout()
         self.image_combo = QComboBox()
         self.image_combo.currentTextChanged.connect(self.schedule_preview)

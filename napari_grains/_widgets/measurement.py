@@ -51,6 +51,7 @@ from napari_grains._widgets._common import (
     if_alive,
     layer_named,
     pair_image_combo,
+    scrolled_layout,
     stoppable,
     writable_home,
 )
@@ -232,7 +233,7 @@ class MeasurementWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
-        lay = QVBoxLayout(self)
+        lay = scrolled_layout(self)
         form = QFormLayout()
         self.boundaries_combo = QComboBox()
         self.image_combo = QComboBox()

@@ -34,11 +34,10 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
     QWidget,
 )
 
-from napari_grains._widgets._common import OUTPUT_KEY, if_alive, stoppable
+from napari_grains._widgets._common import OUTPUT_KEY, if_alive, scrolled_layout, stoppable
 from napari_grains.errors import GrainsError
 
 PREVIEW_DEBOUNCE_MS = 400
@@ -108,7 +107,7 @@ class TrainingWidget(QWidget):
 
     # ------------------------------------------------------------------ UI
     def _build(self) -> None:
-        lay = QVBoxLayout(self)
+        lay = scrolled_layout(self)
         data = QGroupBox("Synthetic data")
         form = QFormLayout(data)
         self.preset = QComboBox()
