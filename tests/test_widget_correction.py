@@ -66,6 +66,24 @@ def test_delete_segment_merges_grains_and_undo_restores(dock, qtbot):
     assert n_grains(layer) == 8
 
 
+def test_a_missed_click_gives_one_warning_and_changes_nothing(dock, qtbot, monkeypatch):
+    from napari.utils.notifications import notification_manager
+
+    w, layer, _ = dock
+    seen = []
+    monkeypatch.setattr(notification_manager, "dispatch",
+                        lambda n: seen.append((str(n.severity), str(n.message))))
+    before = layer.data.copy()
+    w.pick_spin.setValue(3)
+    w.delete_at((10, 10))  # the middle of a grain, far from any boundary
+    settle(qtbot, w)
+    qtbot.wait(50)
+    # one warning that says what to do (napari used to add a red copy of it, and without a
+    # handler given at the worker's creation superqt re-raised it)
+    assert len(seen) == 1 and "boundary" in seen[0][1] and "warning" in seen[0][0].lower()
+    np.testing.assert_array_equal(layer.data, before)
+
+
 def test_delete_by_clicking_in_the_viewer(dock, qtbot):
     w, layer, _ = dock
     w.delete_btn.setChecked(True)

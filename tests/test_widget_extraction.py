@@ -229,3 +229,39 @@ def test_dock_opens_from_napari_plugin_menu(make_napari_viewer):
     _, widget = viewer.window.add_plugin_dock_widget("napari-grains", "Grain boundary extraction")
     assert isinstance(widget, ExtractionWidget)
     assert widget.model_combo.count() >= 2  # shipped models + "Browse folder…"
+
+
+def test_a_new_run_never_overwrites_edited_boundaries(dock, qtbot, monkeypatch):
+    from napari_grains._widgets._common import pair_image_combo
+
+    viewer, widget = dock
+    seen = _notifications(monkeypatch)
+    widget.all_btn.click()
+    _wait_idle(qtbot, widget)
+    edited = viewer.layers["synthetic TEM boundaries"]
+    edited.data_setitem((np.full(40, 50), np.arange(100, 140)), 1)  # a hand-drawn line
+    mine = np.asarray(edited.data).copy()
+    widget.threshold.setValue(0.5)
+    widget.all_btn.click()
+    _wait_idle(qtbot, widget)
+    # the edits stay; the new result goes beside them, and the user is told where
+    np.testing.assert_array_equal(np.asarray(viewer.layers["synthetic TEM boundaries"].data),
+                                  mine)
+    new = viewer.layers["synthetic TEM boundaries [2]"]
+    np.testing.assert_array_equal(new.data.astype(bool),
+                                  widget.session.result.boundaries_at(0.5))
+    assert any("is kept" in m for m in seen)
+    # 'Use this iteration' and later runs go on writing into the unedited [2]
+    widget.threshold.setValue(0.3)
+    widget.use_btn.click()
+    qtbot.waitUntil(lambda: new.metadata["napari_grains"]["threshold"] == 0.3, timeout=TIMEOUT)
+    assert "synthetic TEM boundaries [3]" not in viewer.layers
+    np.testing.assert_array_equal(np.asarray(viewer.layers["synthetic TEM boundaries"].data),
+                                  mine)
+    # the other docks pair "X boundaries [2]" with image X
+    from qtpy.QtWidgets import QComboBox
+
+    combo = QComboBox()
+    combo.addItems(["other", "synthetic TEM"])
+    pair_image_combo(combo, "synthetic TEM boundaries [2]")
+    assert combo.currentText() == "synthetic TEM"

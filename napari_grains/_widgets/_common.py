@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
@@ -84,6 +85,7 @@ def layer_named(viewer, name: str):
 def pair_image_combo(image_combo: QComboBox, boundaries_name: str) -> None:
     """Select image ``X`` for boundaries layer ``X boundaries`` (the extraction dock's naming)."""
     suffix = " boundaries"
+    boundaries_name = re.sub(r" \[\d+\]$", "", boundaries_name)  # "X boundaries [2]" too
     if boundaries_name.endswith(suffix):
         image = boundaries_name[: -len(suffix)]
         if image_combo.findText(image) >= 0:
@@ -182,6 +184,14 @@ def layer_image(layer) -> np.ndarray:
             "(for a stack, copy one plane to its own layer first)."
         )
     return arr
+
+
+def content_hash(arr: np.ndarray) -> str:
+    """A hash of every element (unlike :func:`fingerprint`): one edited pixel changes it."""
+    a = np.ascontiguousarray(arr)
+    h = hashlib.blake2b(a.tobytes(), digest_size=16)
+    h.update(repr((a.shape, str(a.dtype))).encode())
+    return h.hexdigest()
 
 
 def fingerprint(arr: np.ndarray) -> str:

@@ -26,7 +26,6 @@ import numpy as np
 # loading is not thread-safe, and two workers importing at once fail ("partially initialized").
 import skimage.measure
 import skimage.morphology  # noqa: F401
-from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QEvent, QObject, QTimer
 from qtpy.QtWidgets import (
@@ -44,6 +43,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import create_worker as create_short_worker
 
 from napari_grains import edit, sidecar
 from napari_grains._widgets._common import (
@@ -471,7 +471,12 @@ class CorrectionWidget(QWidget):
         return layer
 
     def _start(self, fn, *args, on_done=None, **kwargs):
-        worker = create_worker(fn, *args, _start_thread=False, **kwargs)
+        # superqt's worker: the handler given at creation is the only one (napari's would also
+        # post every error as a red notification, and without a handler at creation superqt
+        # re-raises it -- a missed click showed two messages, or ended a script)
+        worker = create_short_worker(fn, *args, _start_thread=False,
+                                     _connect={"errored": if_alive(self, self._on_error)},
+                                     **kwargs)
         self._busy += 1
 
         def done():
@@ -479,7 +484,6 @@ class CorrectionWidget(QWidget):
 
         if on_done is not None:
             worker.returned.connect(if_alive(self, on_done))
-        worker.errored.connect(if_alive(self, self._on_error))
         worker.finished.connect(done)
         worker.start()
         return worker
@@ -633,14 +637,14 @@ class CorrectionWidget(QWidget):
         self._save_seq += 1
         seq = self._save_seq
         self.save_label.setText("saving…")
-        worker = create_worker(_save_job, current, self._target(image),
-                               _pixels_if_no_file(image), self._write_lock, seq, self._written,
-                               _start_thread=False)
+        worker = create_short_worker(_save_job, current, self._target(image),
+                                     _pixels_if_no_file(image), self._write_lock, seq,
+                                     self._written, _start_thread=False,
+                                     _connect={"errored": if_alive(self, self._save_failed)})
         self._save_worker = worker
         self._busy += 1
         worker.returned.connect(if_alive(
             self, lambda res: self._saved_done(seq, layer, image, current, res)))
-        worker.errored.connect(if_alive(self, self._save_failed))
         worker.finished.connect(if_alive(self, self._save_finished))
         worker.start()
 

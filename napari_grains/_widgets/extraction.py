@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas  # noqa: F401  (napari's Labels layer imports it on first use: pay it now)
 from napari.qt.threading import create_worker
+from napari.utils.notifications import show_info
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -46,6 +47,7 @@ from napari_grains._widgets._common import (
     OUTPUT_KEY,
     ConvergencePlot,
     calibration_of,
+    content_hash,
     fingerprint,
     geometry_of,
     image_layer_names,
@@ -604,12 +606,17 @@ class ExtractionWidget(QWidget):
 
         s = self.session
         params = params or s.params
-        name = f"{s.image} boundaries"
+        base = f"{s.image} boundaries"
+        name = self._unedited_name(base)
         data = boundaries.astype(np.uint8)
         image_layer = _layer_or_none(self.viewer, s.image)
         meta = {**(calibration_of(image_layer) if image_layer is not None else {}),
                 "napari_grains": {"iteration": iteration, "threshold": params.threshold,
-                                  "model": s.model.name, "params": asdict(params)}}
+                                  "model": s.model.name, "params": asdict(params),
+                                  "written": content_hash(data)}}
+        if name != base:
+            show_info(f"'{base}' holds edits or boundaries from elsewhere, so it is kept as it "
+                      f"is; the new result is in '{name}'.")
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = data
@@ -623,6 +630,21 @@ class ExtractionWidget(QWidget):
         self._note(f"boundaries from iteration {iteration} (threshold "
                    f"{params.threshold:g}) in '{name}': edit with the brush/eraser", 1.0)
         return layer
+
+    def _unedited_name(self, base: str) -> str:
+        """``base``, or ``base [2]``, ``base [3]``…: the first layer name that is free or holds
+        exactly what this dock last wrote there. A boundaries layer someone edited (brush,
+        correction dock) or loaded is never overwritten by a new run."""
+        k = 1
+        while True:
+            name = base if k == 1 else f"{base} [{k}]"
+            if name not in self.viewer.layers:
+                return name
+            layer = self.viewer.layers[name]
+            written = layer.metadata.get("napari_grains", {}).get("written")
+            if written is not None and written == content_hash(np.asarray(layer.data)):
+                return name
+            k += 1
 
     def _show(self, name: str, data: np.ndarray, source, *, leading: int = 0, rgb=False,
               first_index: float = 0.0, **kwargs):

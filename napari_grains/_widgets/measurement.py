@@ -46,6 +46,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt.utils import create_worker as create_short_worker
 
 from napari_grains._widgets._common import (
     if_alive,
@@ -418,11 +419,12 @@ class MeasurementWidget(QWidget):
         return kw
 
     def _start(self, fn, *args, on_done=None):
-        worker = create_worker(fn, *args, _start_thread=False)
+        # one message per error: see correction.CorrectionWidget._start
+        worker = create_short_worker(fn, *args, _start_thread=False,
+                                     _connect={"errored": if_alive(self, self._on_error)})
         self._busy += 1
         if on_done is not None:
             worker.returned.connect(if_alive(self, on_done))
-        worker.errored.connect(if_alive(self, self._on_error))
         worker.finished.connect(lambda: setattr(self, "_busy", self._busy - 1))
         worker.start()
         return worker
@@ -626,9 +628,9 @@ class MeasurementWidget(QWidget):
         self.batch_progress.setValue(0)
         self.batch_status.setText(f"running on {src}…")
         worker = create_worker(_batch_events, [src], out, self._batch_stop, pixel_size=ps,
-                               unit=unit, workers=workers, _start_thread=False)
+                               unit=unit, workers=workers, _start_thread=False,
+                               _connect={"errored": if_alive(self, self._on_error)})
         worker.yielded.connect(if_alive(self, self._on_batch_event))
-        worker.errored.connect(if_alive(self, self._on_error))
         worker.finished.connect(if_alive(self, self._on_batch_finished))
         self._batch_worker = worker
         self.batch_events: list = []
