@@ -101,7 +101,7 @@ def main() -> int:
         viewer.layers.selection.active = bounds
         viewer.dims.set_current_step(0, n - 1)
         shot("gui_boundaries.png")
-        print(f"{n} Net2 iterations, converged: {dock.session.converged}, "
+        print(f"{n - 1} Net2 iterations, converged: {dock.session.converged}, "
               f"scale {dock.session.params.scale:.3g}")
         viewer.close()
     finally:

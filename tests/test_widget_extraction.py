@@ -59,9 +59,10 @@ def test_run_all_creates_layers_matching_the_core(dock, qtbot):
     bounds = viewer.layers[f"{name} boundaries"]
     assert edges.rgb and edges.data.shape == (96, 496, 3)
     assert initial.data.shape == (96, 496)
-    assert iters.data.shape == (3, 96, 496)
+    assert iters.data.shape == (4, 96, 496)  # Net1's guess, then the 3 Net2 iterations
     # the network maps are added onto the micrograph, not painted over it
     assert initial.blending == "additive" and iters.blending == "additive"
+    assert edges.blending == "additive"
     assert bounds.data.shape == (96, 496) and bounds.data.dtype == np.uint8
     assert set(np.unique(bounds.data)) <= {0, 1}
     # the dock computes what the core's one-shot extract() computes with the same settings
@@ -70,9 +71,11 @@ def test_run_all_creates_layers_matching_the_core(dock, qtbot):
     reference = core.extract(viewer.layers[name].data,
                              load_model(widget.model_combo.currentText()), params)
     np.testing.assert_array_equal(bounds.data.astype(bool), reference.boundaries)
-    np.testing.assert_array_equal(iters.data, reference.iterations)
+    np.testing.assert_array_equal(iters.data[1:], reference.iterations)
+    np.testing.assert_array_equal(
+        iters.data[0], np.clip(reference.initial * 255 + 0.5, 0, 255).astype(np.uint8))
     np.testing.assert_allclose(widget.session.result.changes, reference.changes)
-    assert viewer.dims.current_step[0] == 2  # the slider follows the newest iteration
+    assert viewer.dims.current_step[0] == 3  # the slider's number is the newest iteration
     assert len(widget.plot.changes) == 3
     assert bounds.metadata["napari_grains"]["iteration"] == 3
     # outputs lie on the image and carry its calibration on to the measurement dock
@@ -92,11 +95,13 @@ def test_slider_picks_the_iteration_to_use(dock, qtbot):
     widget.net2_btn.click()
     _wait_idle(qtbot, widget)
     iters = viewer.layers["synthetic TEM iterations"]
-    assert iters.data.shape[0] == 3
+    assert iters.data.shape[0] == 4  # slider 0 = Net1's guess, k = Net2 iteration k
     viewer.dims.set_current_step(0, 0)
+    assert widget.current_iteration() == -1
+    viewer.dims.set_current_step(0, 1)
     assert widget.current_iteration() == 0
     # the layer shows the first iteration now
-    np.testing.assert_array_equal(np.asarray(iters._slice.image.raw), iters.data[0])
+    np.testing.assert_array_equal(np.asarray(iters._slice.image.raw), iters.data[1])
     widget.use_btn.click()
     qtbot.waitUntil(lambda: "synthetic TEM boundaries" in viewer.layers, timeout=TIMEOUT)
     bounds = viewer.layers["synthetic TEM boundaries"]

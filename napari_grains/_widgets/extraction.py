@@ -86,7 +86,7 @@ class _Session:
     initial: np.ndarray             # Net1 map, working resolution, float32
     initial_original: np.ndarray | None = None  # the same, resized to the image (worker-made)
     net2_key: tuple | None = None
-    frames: np.ndarray | None = None    # (capacity, H, W) uint8, original size
+    frames: np.ndarray | None = None    # (1 + capacity, H, W) uint8, original size; 0: Net1
     work: list[np.ndarray] = field(default_factory=list)  # uint8, working size
     changes: list[float] = field(default_factory=list)
     last: np.ndarray | None = None      # last Net2 map, working size, float32
@@ -98,7 +98,11 @@ class _Session:
         self.net2_key, self.work, self.changes = key, [], []
         self.last, self.converged, self.complete, self.result = None, False, False, None
         cap = max(1, int(self.params.max_iterations))
-        self.frames = np.zeros((cap, *self.pre.original_shape), np.uint8)
+        # frame 0 is Net1's guess, frame k the k-th Net2 iteration: the slider's index is the
+        # iteration number (napari labels the slider with the index, not the world position)
+        self.frames = np.zeros((1 + cap, *self.pre.original_shape), np.uint8)
+        if self.initial_original is not None:
+            self.frames[0] = np.clip(np.asarray(self.initial_original) * 255 + 0.5, 0, 255)
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,7 +418,8 @@ class ExtractionWidget(QWidget):
             if params.mode == "native" and params.scale == "auto":
                 self._scales[key] = scale  # an estimate: the next run needs none
             self.previews_shown += 1
-            self._show(f"{layer_name} edges", rgb, self.viewer.layers[layer_name], rgb=True)
+            self._show(f"{layer_name} edges", rgb, self.viewer.layers[layer_name], rgb=True,
+                       blending="additive")
             self.thresholds_label.setText(
                 "thresholds used: " + ", ".join(f"{k} {_fmt(v)}" for k, v in thresholds.items())
                 + (f"; scale {scale:.3g}" if params.mode == "native" else ""))
@@ -494,7 +499,7 @@ class ExtractionWidget(QWidget):
             if self._until != "net1":
                 self._start_net2()
         elif kind == "edges":
-            self._show(f"{name} edges", payload, layer, rgb=True)
+            self._show(f"{name} edges", payload, layer, rgb=True, blending="additive")
         elif kind == "initial":
             self._show(f"{name} initial guess", payload, layer, colormap="magma",
                        contrast_limits=(0.0, 1.0), blending="additive")
@@ -510,24 +515,24 @@ class ExtractionWidget(QWidget):
 
     def _add_iteration(self, k, frame, work, y, change, converged) -> None:
         s = self.session
-        s.frames[k - 1] = frame
+        s.frames[k] = frame
         s.work.append(work)
         s.changes.append(change)
         s.last, s.converged = y, converged
-        if converged or k >= s.frames.shape[0]:
+        if converged or k >= s.frames.shape[0] - 1:
             s.complete = True
         name = f"{s.image} iterations"
         new = name not in self.viewer.layers
-        # translate 1 on the iteration axis: the slider's position is the iteration number
+        # frame 0 is Net1's guess, so the slider's number is the iteration number
         # additive: dark = no boundary lets the micrograph show through (the walk-through
         # found the opaque layer hid it)
-        layer = self._show(name, s.frames[:k], self._run_layer, leading=1, colormap="magma",
-                           contrast_limits=(0, 255), first_index=1.0, blending="additive")
+        layer = self._show(name, s.frames[:k + 1], self._run_layer, leading=1,
+                           colormap="magma", contrast_limits=(0, 255), blending="additive")
         labels = self.viewer.dims.axis_labels
         if new and self.viewer.dims.ndim == 3 and labels[0].lstrip("-").isdigit():
             self.viewer.dims.axis_labels = ("Net2 iteration", *labels[1:])
         layer.metadata["changes"] = list(s.changes)
-        self.viewer.dims.set_current_step(0, k - 1)
+        self.viewer.dims.set_current_step(0, k)
         self.plot.set(s.changes, s.params.tolerance)
 
     def _finish_result(self, boundaries: np.ndarray) -> None:
@@ -536,7 +541,7 @@ class ExtractionWidget(QWidget):
         s.result = core.ExtractResult(
             boundaries=boundaries, edges=s.edges,
             initial=s.initial_original,
-            iterations=s.frames[:k], changes=np.asarray(s.changes), n_iterations=k,
+            iterations=s.frames[1:k + 1], changes=np.asarray(s.changes), n_iterations=k,
             converged=s.converged, refined=s.last if s.last is not None else s.initial,
             preprocessed=s.pre, params=replace(s.params), model_name=s.model.name)
 
@@ -564,7 +569,8 @@ class ExtractionWidget(QWidget):
 
     # --- results -----------------------------------------------------------------------
     def current_iteration(self) -> int:
-        """0-based index of the iteration the dims slider shows (−1: none computed)."""
+        """0-based index of the Net2 iteration the dims slider shows; −1 for Net1's guess
+        (the slider at 0) or when none is computed."""
         s = self.session
         if s is None or not s.work:
             return -1
@@ -573,7 +579,7 @@ class ExtractionWidget(QWidget):
             return len(s.work) - 1
         layer = self.viewer.layers[name]
         point = layer.world_to_data(self.viewer.dims.point[-layer.ndim:])
-        return int(np.clip(round(float(point[0])), 0, len(s.work) - 1))
+        return int(np.clip(round(float(point[0])), 0, len(s.work))) - 1
 
     def use_iteration(self) -> None:
         """Turn the iteration under the slider (or Net1's map) into a boundaries layer."""
