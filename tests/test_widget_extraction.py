@@ -181,10 +181,15 @@ def test_edge_preview_is_debounced_and_shown(dock, qtbot):
 def test_errors_become_notifications(dock, qtbot, monkeypatch):
     viewer, widget = dock
     seen = _notifications(monkeypatch)
+    widget.all_btn.click()  # a good run first: its figures must not linger after a failure
+    _wait_idle(qtbot, widget)
+    assert widget.progress.value() == 100 and widget.plot.changes
     widget.add_model_folder("/nonexistent/model")
     widget.net1_btn.click()
     _wait_idle(qtbot, widget)
     assert any("model folder" in m and "does not exist" in m for m in seen)
+    assert widget.progress.value() == 0 and "failed" in widget.status.text()
+    assert not widget.plot.changes and widget.thresholds_label.text() == ""
     viewer.layers.clear()
     seen.clear()
     widget.all_btn.click()

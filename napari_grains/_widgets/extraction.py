@@ -50,6 +50,7 @@ from napari_grains._widgets._common import (
     content_hash,
     fingerprint,
     geometry_of,
+    if_alive,
     image_layer_names,
     layer_image,
     notify_error,
@@ -467,12 +468,20 @@ class ExtractionWidget(QWidget):
         self.worker = create_worker(
             _run_job, image, params, self._model_loader(self.model_key()), s, net1_key, until,
             self._scales.get((fp, self.model_key())),
-            _connect={"errored": _reporter("extraction")}, _start_thread=False)
+            _connect={"errored": if_alive(self, self._on_run_error)}, _start_thread=False)
         self.worker.yielded.connect(self._on_yield)
         self.worker.aborted.connect(lambda: self._note("cancelled", None))
         self.worker.finished.connect(self._on_finished)
         self._set_running(True)
         self.worker.start()
+
+    def _on_run_error(self, exc: Exception) -> None:
+        """Report a failed run, and leave nothing in the dock that looks like its result."""
+        notify_error(exc, "extraction")
+        self.progress.setValue(0)
+        self.status.setText(f"extraction failed: {exc}")
+        self.thresholds_label.setText("")
+        self.plot.set([], float(self.tolerance.value()))
 
     def cancel(self) -> None:
         """Stop the running worker after its current step (Net1 or one Net2 iteration)."""
@@ -548,7 +557,8 @@ class ExtractionWidget(QWidget):
     def _on_finished(self) -> None:
         self.worker = None
         self._set_running(False)
-        if self.progress.value() < 100 and self.status.text() != "cancelled":
+        failed = self.status.text().startswith("extraction failed")
+        if self.progress.value() < 100 and self.status.text() != "cancelled" and not failed:
             self.progress.setValue(100)
 
     def _set_running(self, running: bool) -> None:
