@@ -24,6 +24,9 @@ def test_three_docks_keep_the_window_within_the_screen(make_napari_viewer, qtbot
     assert window.height() <= screen.height()
     for w in docks:
         area = w.scroll_area
+        # each dock keeps a usable height (the walk-through once saw one squeezed to 69 px)
+        assert area.height() >= min(screen.height() // 5 - 2,
+                                    area.widget().minimumSizeHint().height())
         assert isinstance(area, QScrollArea)
         # what does not fit scrolls vertically; nothing is squeezed sideways
         assert area.widget().height() >= area.widget().minimumSizeHint().height()

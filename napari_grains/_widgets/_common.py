@@ -30,10 +30,21 @@ class _VerticalScroll(QScrollArea):
     def _width(self, content_width: int) -> int:
         return content_width + self.verticalScrollBar().sizeHint().width() + 2 * self.frameWidth()
 
+    #: the least height a dock keeps when docks share the window, so none is squeezed down
+    #: to one row: at most this, and at most a fifth of the screen (three docks fit)
+    MIN_HEIGHT = 220
+
     def minimumSizeHint(self) -> QSize:
         hint, w = super().minimumSizeHint(), self.widget()
-        return hint if w is None else QSize(self._width(w.minimumSizeHint().width()),
-                                            hint.height())
+        if w is None:
+            return hint
+        from qtpy.QtWidgets import QApplication
+
+        screen = QApplication.primaryScreen()
+        cap = self.MIN_HEIGHT if screen is None else min(
+            self.MIN_HEIGHT, screen.availableGeometry().height() // 5)
+        h = min(w.minimumSizeHint().height(), cap)
+        return QSize(self._width(w.minimumSizeHint().width()), max(hint.height(), h))
 
     def sizeHint(self) -> QSize:
         hint, w = super().sizeHint(), self.widget()
