@@ -67,6 +67,13 @@ def test_table_matches_the_core_for_the_same_boundaries(dock, qtbot):
     col = list(core.table.columns).index("area_nm2")
     shown = dock.model.data(dock.model.index(4, col))
     assert shown == f"{core.table['area_nm2'].iloc[4]:.4g}"
+    # headers say what each column is and its unit (the table keeps the column names)
+    from qtpy.QtCore import Qt
+
+    header = [dock.model.headerData(i, Qt.Horizontal) for i in range(dock.model.columnCount())]
+    assert header[col] == "area (nm²)"
+    assert header[list(core.table.columns).index("centroid-0")] == "centroid row (px)"
+    assert header[list(core.table.columns).index("equivalent_diameter_nm")] == "ECD (nm)"
     assert "Grains: 36" in dock.summary.text() and "nm" in dock.summary.text()
     assert m.summary["astm_e112"]["intercept"]["G"] is not None
     assert dock.hist_label.pixmap() is not None and not dock.hist_label.pixmap().isNull()

@@ -132,6 +132,34 @@ def summary_text(measurement) -> str:
             f"ASTM E112 G: planimetric {g(g_p)}, intercept {g(g_i)}")
 
 
+_PIXEL_HEADERS = {
+    "centroid-0": "centroid row (px)", "centroid-1": "centroid col (px)", "area": "area (px²)",
+    "equivalent_diameter": "ECD (px)", "perimeter": "perimeter (px)",
+    "axis_major_length": "major axis (px)", "axis_minor_length": "minor axis (px)",
+    "aspect_ratio": "aspect ratio", "orientation": "orientation (rad)",
+    "feret_diameter_max": "Feret max (px)", "feret_diameter_min": "Feret min (px)",
+    "n_neighbors": "neighbours", "touches_border": "touches border",
+    "cut_by_border": "cut by border",
+}
+_UNITS = {"nm": "nm", "um": "µm", "mm": "mm"}
+
+
+def column_header(name: str) -> str:
+    """What the table shows for a column of the measurement table: its meaning and unit
+    (``centroid-0`` → ``centroid row (px)``, ``area_nm2`` → ``area (nm²)``). Exports keep the
+    column names."""
+    if name in _PIXEL_HEADERS:
+        return _PIXEL_HEADERS[name]
+    for u, shown in _UNITS.items():
+        if name.endswith(f"_{u}2"):
+            base = column_header(name[: -len(u) - 2])
+            return base.replace("(px²)", f"({shown}²)")
+        if name.endswith(f"_{u}"):
+            base = column_header(name[: -len(u) - 1])
+            return base.replace("(px)", f"({shown})")
+    return name
+
+
 class GrainTableModel(QAbstractTableModel):
     """A read-only Qt model over a pandas per-grain table, sorted with numpy.
 
@@ -195,7 +223,7 @@ class GrainTableModel(QAbstractTableModel):
         if role != Qt.DisplayRole:
             return None
         if orientation == Qt.Horizontal:
-            return self._columns[section] if section < len(self._columns) else None
+            return column_header(self._columns[section]) if section < len(self._columns) else None
         return str(section + 1)
 
 
