@@ -197,14 +197,6 @@ def layer_image(layer) -> np.ndarray:
     return arr
 
 
-def content_hash(arr: np.ndarray) -> str:
-    """A hash of every element (unlike :func:`fingerprint`): one edited pixel changes it."""
-    a = np.ascontiguousarray(arr)
-    h = hashlib.blake2b(a.tobytes(), digest_size=16)
-    h.update(repr((a.shape, str(a.dtype))).encode())
-    return h.hexdigest()
-
-
 def fingerprint(arr: np.ndarray) -> str:
     """A cheap content fingerprint (shape, dtype and a ≤256×256 subsample)."""
     step = max(1, max(arr.shape[:2]) // 256)

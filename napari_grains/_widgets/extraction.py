@@ -47,7 +47,6 @@ from napari_grains._widgets._common import (
     OUTPUT_KEY,
     ConvergencePlot,
     calibration_of,
-    content_hash,
     fingerprint,
     geometry_of,
     if_alive,
@@ -59,6 +58,7 @@ from napari_grains._widgets._common import (
 )
 from napari_grains.errors import GrainsError
 from napari_grains.io import to_gray_float
+from napari_grains.sidecar import data_sha256
 
 PREVIEW_DEBOUNCE_MS = 300
 BROWSE = "Browse folder…"
@@ -197,6 +197,7 @@ class ExtractionWidget(QWidget):
         self.session: _Session | None = None
         self.worker = None
         self._preview_worker = None
+        self._failed = False  # the last run ended in an error (its figures were cleared)
         self._preview_id = 0
         #: number of edge previews shown so far (tests and benchmarks wait on it)
         self.previews_shown = 0
@@ -465,6 +466,7 @@ class ExtractionWidget(QWidget):
         # progress goes to the dock's bar and napari's status bar, not to create_worker's
         # _progress: napari's progress widget calls processEvents() on every update, which
         # re-enters the event loop for each Net2 iteration and can hold the GUI in nested loops
+        self._failed = False
         self.worker = create_worker(
             _run_job, image, params, self._model_loader(self.model_key()), s, net1_key, until,
             self._scales.get((fp, self.model_key())),
@@ -478,6 +480,7 @@ class ExtractionWidget(QWidget):
     def _on_run_error(self, exc: Exception) -> None:
         """Report a failed run, and leave nothing in the dock that looks like its result."""
         notify_error(exc, "extraction")
+        self._failed = True
         self.progress.setValue(0)
         self.status.setText(f"extraction failed: {exc}")
         self.thresholds_label.setText("")
@@ -557,8 +560,8 @@ class ExtractionWidget(QWidget):
     def _on_finished(self) -> None:
         self.worker = None
         self._set_running(False)
-        failed = self.status.text().startswith("extraction failed")
-        if self.progress.value() < 100 and self.status.text() != "cancelled" and not failed:
+        if self.progress.value() < 100 and self.status.text() != "cancelled" and \
+                not self._failed:
             self.progress.setValue(100)
 
     def _set_running(self, running: bool) -> None:
@@ -629,7 +632,7 @@ class ExtractionWidget(QWidget):
         meta = {**(calibration_of(image_layer) if image_layer is not None else {}),
                 "napari_grains": {"iteration": iteration, "threshold": params.threshold,
                                   "model": s.model.name, "params": asdict(params),
-                                  "written": content_hash(data)}}
+                                  "written": data_sha256(data)}}
         if name != base:
             show_info(f"'{base}' holds edits or boundaries from elsewhere, so it is kept as it "
                       f"is; the new result is in '{name}'.")
@@ -658,7 +661,7 @@ class ExtractionWidget(QWidget):
                 return name
             layer = self.viewer.layers[name]
             written = layer.metadata.get("napari_grains", {}).get("written")
-            if written is not None and written == content_hash(np.asarray(layer.data)):
+            if written is not None and written == data_sha256(np.asarray(layer.data)):
                 return name
             k += 1
 
