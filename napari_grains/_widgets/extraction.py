@@ -666,15 +666,13 @@ class ExtractionWidget(QWidget):
             k += 1
 
     def _show(self, name: str, data: np.ndarray, source, *, leading: int = 0, rgb=False,
-              first_index: float = 0.0, **kwargs):
+              **kwargs):
         """Put ``data`` in layer ``name`` (created on top of ``source`` when missing)."""
         if name in self.viewer.layers:
             layer = self.viewer.layers[name]
             layer.data = data
             return layer
-        geo = geometry_of(source, leading)
-        if leading:
-            geo["translate"] = (first_index, *geo["translate"][1:])
+        geo = geometry_of(source, leading)  # leading axes start at 0: index k is world k
         return self.viewer.add_image(data, name=name, rgb=rgb, metadata={OUTPUT_KEY: True},
                                      **geo, **kwargs)
 
