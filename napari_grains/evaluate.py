@@ -1189,13 +1189,10 @@ def net2_fixed_point(
     m = load_model(model) if isinstance(model, (str, Path)) else model
     g = _as_bool_map(gt, "ground truth")
     params = ExtractParams(tolerance=0.0, max_iterations=int(n_iterations))
-    start = g.astype(np.float32)
-    if initial is not None and getattr(m, "net2_channels", 1) == 2:
-        cond = np.asarray(initial, np.float32)
-        if cond.shape != g.shape:
-            raise GrainsError(f"initial has shape {cond.shape}, the truth {g.shape}.")
-        outputs = [y for _, y, _, _ in iter_net2(start, m, params, condition=cond)]
-    else:
-        outputs = [y for _, y, _, _ in iter_net2(start, m, params)]
+    cond = None if initial is None else np.asarray(initial, np.float32)
+    if cond is not None and cond.shape != g.shape:
+        raise GrainsError(f"initial has shape {cond.shape}, the truth {g.shape}.")
+    # iter_net2 gives a conditioned Net2 ``cond`` (default: the truth) and ignores it otherwise
+    outputs = [y for _, y, _, _ in iter_net2(g.astype(np.float32), m, params, condition=cond)]
     return score_iterations(outputs, g, tolerance=tolerance,
                             binarize=binarize or threshold_and_close(0.2, 2))

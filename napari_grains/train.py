@@ -134,8 +134,8 @@ class TrainConfig:
     crops_per_pair : int
         Random crops drawn from each training pair per epoch.
     loss : str
-        ``"mse_dice"`` (default), ``"mse"``, ``"bce_dice"``, ``"bce"`` or ``"mse_dice_cldice"`` on the boundary
-        probability (see :func:`boundary_loss`).
+        ``"mse_dice"`` (default), ``"mse"``, ``"bce_dice"``, ``"bce"`` or
+        ``"mse_dice_cldice"`` on the boundary probability (see :func:`boundary_loss`).
     pos_weight : float
         Weight of boundary pixels in the MSE / BCE term (boundaries are a small share of
         pixels).

@@ -479,3 +479,31 @@ def test_grain_scores_close_gaps_like_measure():
     assert closed.boundary == open_.boundary
     with pytest.raises(GrainsError):
         grain_labels(pred, close_gaps=-1)
+
+
+def test_net2_fixed_point_gives_a_conditioned_net2_the_net1_map_not_the_truth():
+    from napari_grains.evaluate import net2_fixed_point
+
+    class Spy:  # a conditioned Net2 that keeps its state and records the condition
+        net2_channels = 2
+        multiple = 16
+
+        def __init__(self):
+            self.cond = []
+
+        def refine(self, x):
+            self.cond.append(x[0, 1].clone())
+            return x[:, :1]
+
+    gt = np.zeros((32, 48), bool)
+    gt[16, :] = True
+    net1 = np.full(gt.shape, 0.25, np.float32)
+    spy = Spy()
+    s = net2_fixed_point(spy, gt, n_iterations=2, initial=net1)
+    assert len(spy.cond) == 2 and all(float(c[:32, :48].max()) == 0.25 for c in spy.cond)
+    assert s.f1[-1] == 1.0  # the state (the truth) kept
+    spy = Spy()
+    net2_fixed_point(spy, gt, n_iterations=1)  # no Net1 map given: the truth stands in
+    assert float(spy.cond[0][16, 5]) == 1.0
+    with pytest.raises(GrainsError, match="shape"):
+        net2_fixed_point(Spy(), gt, n_iterations=1, initial=net1[:10])

@@ -13,6 +13,7 @@ import numpy as np
 from napari.utils.notifications import show_error
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
+    QApplication,
     QComboBox,
     QFrame,
     QScrollArea,
@@ -38,8 +39,6 @@ class _VerticalScroll(QScrollArea):
         hint, w = super().minimumSizeHint(), self.widget()
         if w is None:
             return hint
-        from qtpy.QtWidgets import QApplication
-
         screen = QApplication.primaryScreen()
         cap = self.MIN_HEIGHT if screen is None else min(
             self.MIN_HEIGHT, screen.availableGeometry().height() // 5)
