@@ -189,7 +189,9 @@ def test_errors_become_notifications(dock, qtbot, monkeypatch):
     _wait_idle(qtbot, widget)
     assert any("model folder" in m and "does not exist" in m for m in seen)
     assert widget.progress.value() == 0 and "failed" in widget.status.text()
-    assert not widget.plot.changes and widget.thresholds_label.text() == ""
+    # (the thresholds label is not checked: the edge preview of the current settings, which
+    # the model change schedules, may fill it again after the error -- rightly)
+    assert not widget.plot.changes
     viewer.layers.clear()
     seen.clear()
     widget.all_btn.click()
