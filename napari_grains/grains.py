@@ -27,6 +27,7 @@ Conventions
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -47,6 +48,7 @@ __all__ = [
     "label_grains",
     "neighbour_pairs",
     "normalize_unit",
+    "split_concave_grains",
     "unit_to_mm",
 ]
 
@@ -323,6 +325,7 @@ def _bridge_gaps(skel: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
+_FOUR = ndi.generate_binary_structure(2, 1)
 _EIGHT = tuple((dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc)
 
 
@@ -419,6 +422,246 @@ def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px
             continue  # stopped in the open: no segment
         for rr, cc in segment:
             out[rr, cc] = True
+    return out & ~b
+
+
+def _concave_corners(mask: np.ndarray, min_depth: float) -> list:
+    """Deep concave corners of one region: (point, inward unit normal, depth) each.
+
+    ``mask`` is the region in its bounding box padded by one pixel. The corners are the
+    deepest points of OpenCV's convexity defects of the outer contour, kept when their depth
+    is at least ``min_depth`` times the region's equivalent diameter (and 2 px).
+    """
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    area = float(mask.sum())
+    eqd = math.sqrt(4.0 * area / math.pi)
+    if not contours:
+        return []
+    cnt = max(contours, key=len)
+    if len(cnt) < 8:
+        return []
+    hull = cv2.convexHull(cnt, returnPoints=False)
+    try:
+        defects = cv2.convexityDefects(cnt, hull)
+    except cv2.error:  # a contour that touches itself can give a non-monotonic hull
+        return []
+    if defects is None:
+        return []
+    limit = max(2.0, min_depth * eqd)
+    corners = []
+    for s, e, f, d in defects.reshape(-1, 4):
+        depth = d / 256.0
+        if depth < limit:
+            continue
+        p = cnt[f, 0][::-1].astype(float)  # (row, col)
+        a, b = cnt[s, 0][::-1].astype(float), cnt[e, 0][::-1].astype(float)
+        chord = b - a
+        n2 = float(chord @ chord)
+        foot = a + chord * (float((p - a) @ chord) / n2 if n2 else 0.0)
+        normal = p - foot
+        norm = float(np.hypot(*normal))
+        if norm == 0:
+            continue
+        corners.append((p, normal / norm, depth))
+    return corners
+
+
+def _cut_pixels(mask: np.ndarray, p: np.ndarray, q: np.ndarray, overshoot: int = 2):
+    """Pixels of the straight cut from p to q, prolonged ``overshoot`` px past both ends while
+    it stays in the region (so the cut meets the boundary it starts from)."""
+    from skimage.draw import line
+
+    u = q - p
+    u = u / max(float(np.hypot(*u)), 1e-9)
+    a = np.rint(p - overshoot * u).astype(int)
+    b = np.rint(q + overshoot * u).astype(int)
+    rr, cc = line(int(a[0]), int(a[1]), int(b[0]), int(b[1]))
+    ok = (rr >= 0) & (rr < mask.shape[0]) & (cc >= 0) & (cc < mask.shape[1])
+    return rr[ok], cc[ok]
+
+
+def _best_cut(mask: np.ndarray, min_depth: float, min_area: int, max_angle: float,
+              single_gain: float):
+    """The cut that splits one region at two of its deep concave corners, else the cut from
+    one corner (:func:`_single_cut`), or None."""
+    corners = _concave_corners(mask, min_depth)
+    if not corners:
+        return None
+    cos_max = math.cos(math.radians(max_angle))
+    options = []
+    for (p, n_p, d_p), (q, n_q, d_q) in itertools.combinations(corners, 2):
+        v = q - p
+        length = float(np.hypot(*v))
+        if length < 2:
+            continue
+        u = v / length
+        # the cut must leave each corner into the region, roughly along its bisector
+        if u @ n_p < cos_max or -u @ n_q < cos_max:
+            continue
+        options.append((length / (d_p + d_q), p, q))
+    for _, p, q in sorted(options, key=lambda o: o[0]):
+        rr, cc = _cut_pixels(mask, p, q, overshoot=0)
+        if mask[rr, cc].mean() < 0.9:
+            continue  # the segment leaves the region: not a cut of this grain
+        rr, cc = _cut_pixels(mask, p, q)
+        inside = mask[rr, cc]
+        rest = mask.copy()
+        rest[rr, cc] = False
+        parts, n = ndi.label(rest, structure=_FOUR)
+        if n < 2:
+            continue
+        sizes = np.sort(np.bincount(parts.ravel())[1:])[::-1]
+        if sizes[1] < min_area:
+            continue
+        keep = inside  # only pixels of this region are drawn
+        return rr[keep], cc[keep]
+    if single_gain > 0:
+        return _single_cut(mask, corners, single_gain, min_area)
+    return None
+
+
+def _solidity(mask: np.ndarray) -> float:
+    """Pixels of ``mask`` over the pixels of its filled convex hull, so a digitised convex
+    region scores 1."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return 1.0
+    hull = cv2.convexHull(max(contours, key=len))
+    filled = np.zeros(mask.shape, np.uint8)
+    cv2.fillPoly(filled, [hull], 1)
+    return float(mask.sum()) / max(float(filled.sum()), 1.0)
+
+
+def _single_cut(mask: np.ndarray, corners: list, gain: float, min_area: int):
+    """The cut from a deep corner straight along its inward direction to the region's other
+    side, taken when both pieces are clearly more convex than the region (solidity at least
+    ``gain`` higher), trying the deepest corner first; or None."""
+    eqd = math.sqrt(4.0 * float(mask.sum()) / math.pi)
+    base = _solidity(mask)
+    for p, n_p, _d in sorted(corners, key=lambda c: -c[2]):
+        q = None
+        for t in range(1, int(eqd) + 1):
+            r, c = np.rint(p + n_p * t).astype(int)
+            if not (0 <= r < mask.shape[0] and 0 <= c < mask.shape[1]) or not mask[r, c]:
+                q = p + n_p * (t - 1)
+                break
+        if q is None or float(np.hypot(*(q - p))) < 2:
+            continue
+        rr, cc = _cut_pixels(mask, p, q)
+        inside = mask[rr, cc]
+        rest = mask.copy()
+        rest[rr, cc] = False
+        parts, n = ndi.label(rest, structure=_FOUR)
+        if n < 2:
+            continue
+        sizes = np.bincount(parts.ravel())
+        big = np.argsort(sizes[1:])[::-1][:2] + 1
+        if sizes[big[1]] < min_area:
+            continue
+        if min(_solidity(parts == k) for k in big) < base + gain:
+            continue
+        return rr[inside], cc[inside]
+    return None
+
+
+def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.07, *,
+                         min_area: int = 20, max_angle: float = 60.0,
+                         single_gain: float = 0.08, max_rounds: int = 4) -> np.ndarray:
+    """Straight cuts that split merged grains at pairs of deep concave corners.
+
+    Grains in a polycrystal are (close to) convex polygons: the paper's generator draws them
+    as the cells of a power diagram, which are convex, and grain growth straightens real
+    boundaries between triple junctions. Where the boundary between two neighbours is
+    invisible (grains of nearly the same gray level: about 9 % of the boundary length of the
+    paper's 96×496 setting) the extraction merges them, and the merged region has a deep
+    concave corner at each end of the missing boundary -- the triple junctions. This joins
+    two such corners with a straight line when
+
+    * each corner is at least ``min_depth`` × the region's equivalent diameter (and 2 px)
+      deep, measured from the region's convex hull;
+    * the line leaves each corner into the region within ``max_angle`` degrees of the
+      corner's inward direction (the missing boundary continues the third boundary of the
+      junction);
+    * the line runs inside the region and splits it into pieces of at least ``min_area`` px.
+
+    Of several candidate pairs in a region the one with the shortest cut relative to the
+    corners' depths is taken. A region with one deep corner, or whose corners pair up with
+    none (a missing boundary that runs to the image edge, or ends at a corner too shallow to
+    count), is cut from its deepest corner straight along the corner's inward direction to
+    the region's other side, but only when both pieces are then clearly more convex: the
+    solidity of each at least ``single_gain`` above the region's. Regions are looked at
+    again, up to ``max_rounds`` times, so three merged grains are split twice.
+
+    The thresholds were chosen on synthetic images that are not the benchmark's
+    (``benchmarks/calibrate_postprocess.py``, docs/extraction.md).
+
+    Parameters
+    ----------
+    boundaries : ndarray of bool, shape (rows, cols)
+    min_depth : float
+        Smallest corner depth, as a fraction of the region's equivalent diameter (0: none
+        are split).
+    min_area : int
+        Smallest piece a cut may leave (px).
+    max_angle : float
+        Largest angle (degrees) between the cut and a corner's inward direction.
+    single_gain : float
+        Least gain in solidity of both pieces for a cut from one corner (0: no such cuts).
+    max_rounds : int
+        Passes over the regions that changed.
+
+    Returns
+    -------
+    ndarray of bool, shape (rows, cols)
+        The cuts only (1 px wide, 8-connected, so they separate 4-connected grains);
+        ``boundaries | result`` is the split map.
+
+    Examples
+    --------
+    >>> b = np.zeros((40, 80), bool)
+    >>> b[[0, -1], :] = True; b[:, [0, -1]] = True     # frame
+    >>> b[:15, 40] = True; b[26:, 40] = True           # a wall with a hole: two grains merge
+    >>> cut = split_concave_grains(b)
+    >>> bool(cut[15:26, 40].all())
+    True
+    """
+    b = _as_boundaries(boundaries)
+    out = np.zeros(b.shape, bool)
+    if min_depth <= 0 or b.all() or not b.any():
+        return out
+    cur = b.copy()
+    labels, n = ndi.label(~cur, structure=_FOUR)
+    look = range(1, n + 1)  # the first round looks at every region, later ones at the cut ones
+    for _ in range(max(int(max_rounds), 0)):
+        slices = ndi.find_objects(labels)
+        new = np.zeros(b.shape, bool)
+        for lab in look:
+            sl = slices[lab - 1]
+            if sl is None:
+                continue
+            r0, c0 = sl[0].start - 1, sl[1].start - 1
+            mask = np.pad(labels[sl] == lab, 1)
+            if mask.sum() < 2 * min_area:
+                continue
+            cut = _best_cut(mask, min_depth, min_area, max_angle, single_gain)
+            if cut is None:
+                continue
+            rr, cc = cut[0] + r0, cut[1] + c0
+            ok = (rr >= 0) & (rr < b.shape[0]) & (cc >= 0) & (cc < b.shape[1])
+            new[rr[ok], cc[ok]] = True
+        if not new.any():
+            break
+        cur |= new
+        out |= new
+        labels, n = ndi.label(~cur, structure=_FOUR)
+        near = ndi.binary_dilation(new, structure=np.ones((3, 3), bool))
+        look = [int(v) for v in np.unique(labels[near]) if v]
     return out & ~b
 
 

@@ -17,6 +17,7 @@ from napari_grains.grains import (
     label_grains,
     neighbour_pairs,
     normalize_unit,
+    split_concave_grains,
 )
 
 
@@ -219,3 +220,94 @@ def test_prolongation_of_a_wide_line_runs_straight():
     rows, cols = np.nonzero(added)
     assert rows.size and rows.max() >= 98  # reaches the horizontal boundary
     assert cols.max() - cols.min() <= 2  # straight down, not slanted
+
+
+def _erase_wall(labels: np.ndarray, b: np.ndarray, a: int, c: int) -> np.ndarray:
+    """``b`` without the boundary pixels that lie between grains ``a`` and ``c`` only."""
+    from scipy import ndimage as ndi
+
+    near_a = ndi.binary_dilation(labels == a, iterations=2)
+    near_c = ndi.binary_dilation(labels == c, iterations=2)
+    others = ndi.binary_dilation(~np.isin(labels, [a, c]), iterations=2)
+    wall = b & near_a & near_c & ~others
+    return b & ~wall, wall
+
+
+def test_split_concave_grains_restores_a_missing_wall_between_two_hexagons():
+    labels, _ = hex_tiling((240, 280), spacing=40.0)
+    b = boundaries_of(labels)
+    # a clean tiling of convex cells is left as it is
+    assert not split_concave_grains(b).any()
+    a = int(labels[120, 140])
+    # the neighbour to the right: the first other label along the row
+    row = labels[120, 140:]
+    c = int(row[row != a][0])
+    merged, wall = _erase_wall(labels, b, a, c)
+    assert wall.sum() > 10
+    assert label_grains(merged, close_gaps=0, min_area=1).max() == labels.max() - 1
+    cut = split_concave_grains(merged)
+    assert cut.any() and not (cut & merged).any()
+    # the cut lies on the erased wall (within 2 px) and splits the grains again
+    dist = ndi_distance(~wall)
+    assert dist[cut].max() <= 2
+    assert label_grains(merged | cut, close_gaps=0, min_area=1).max() == labels.max()
+    # off: nothing
+    assert not split_concave_grains(merged, 0).any()
+
+
+def test_split_concave_grains_on_a_power_diagram_finds_the_erased_walls_and_little_else():
+    from napari_grains.synth import SynthParams, generate_pair
+
+    pair = generate_pair(SynthParams(height=256, width=256, mean_diameter=(40, 40)), seed=5)
+    labels, b = pair.labels, pair.target
+    assert split_concave_grains(b).sum() <= 0.01 * b.sum()  # a true map is (nearly) kept
+    # erase the walls of a few interior neighbour pairs (each grain in at most one pair)
+    pairs, used, walls = neighbour_pairs(labels), set(), np.zeros_like(b)
+    inner = set(np.unique(labels)) - set(border_labels(labels).tolist())
+    merged = b.copy()
+    for p, q in pairs.tolist():
+        if p in used or q in used or p not in inner or q not in inner:
+            continue
+        merged, wall = _erase_wall(labels, merged, p, q)
+        walls |= wall
+        used |= {p, q}
+        if len(used) >= 8:
+            break
+    cut = split_concave_grains(merged)
+    dist = ndi_distance(~walls)
+    on_wall = dist[cut] <= 2
+    assert on_wall.mean() >= 0.9  # what it draws is the missing walls
+    found = ndi_distance(~cut)[walls] <= 2
+    assert found.mean() >= 0.6  # and most of them
+
+
+def test_split_concave_grains_rejects_bad_maps():
+    with pytest.raises(GrainsError):
+        split_concave_grains(np.zeros((3, 3, 3)))
+    assert not split_concave_grains(np.zeros((20, 20), bool)).any()
+    assert not split_concave_grains(np.ones((20, 20), bool)).any()
+
+
+def ndi_distance(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    return ndi.distance_transform_edt(mask)
+
+
+def test_split_concave_grains_cuts_from_one_corner_when_the_wall_runs_to_the_edge():
+    from skimage.draw import line
+
+    b = np.zeros((60, 100), bool)
+    b[:, [0, -1]] = True
+    b[-1, :] = True
+    b[40:, 50] = True  # a Y junction at (40, 50): one wall down to the bottom ...
+    rr, cc = line(40, 50, 0, 10)
+    b[rr, cc] = True  # ... one up-left to the top edge; the one up-right is invisible
+    assert label_grains(b, close_gaps=0, min_area=1).max() == 2
+    cut = split_concave_grains(b)
+    assert cut.any()
+    assert label_grains(b | cut, close_gaps=0, min_area=1).max() == 3
+    rows, cols = np.nonzero(cut)
+    start = np.hypot(rows - 40, cols - 50).min()
+    assert start <= 3  # it starts at the junction
+    assert not split_concave_grains(b, single_gain=0).any()  # one corner alone: no cut then
