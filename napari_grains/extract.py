@@ -116,10 +116,17 @@ class ExtractParams:
         Radius of the disk used to close the thresholded map (0 for none).
     extend_ends : float
         Prolong each loose boundary end straight ahead until it meets another boundary, at
-        most this many mean grain intercepts of the map (1 by default; 0 for none; not done
+        most this many mean grain intercepts of the map (0.5 by default; 0 for none; not done
         by :meth:`authors_script`). Boundaries between grains of nearly the same gray level
         are invisible to the edge detectors, so the nets stop the boundary where its
         contrast fades and the two grains merge; see :func:`napari_grains.grains.extend_loose_ends`.
+    split_concave : float
+        Split merged grains with a straight cut between two deep concave corners, each at
+        least this fraction of the region's equivalent diameter deep (0.07 by default; 0 for
+        none; not done by :meth:`authors_script`). Grains are close to convex, and where the
+        whole boundary between two neighbours is invisible the merged region has a concave
+        corner at each of its ends; see :func:`napari_grains.grains.split_concave_grains`.
+        Done after ``extend_ends``.
     sobel_threshold, log_sigma, log_threshold, canny_sigma, canny_thresholds, canny_thin
         Edge detector settings, see :func:`napari_grains.edges.edge_stack` (None = MATLAB's
         automatic thresholds).
@@ -154,7 +161,8 @@ class ExtractParams:
     percentiles: tuple[float, float] = (1.0, 99.0)
     median_size: int = 7
     closing_radius: int = 2
-    extend_ends: float = 1.0
+    extend_ends: float = 0.5
+    split_concave: float = 0.07
     sobel_threshold: float | None = None
     log_sigma: float = 2.0
     log_threshold: float | None = None
@@ -175,7 +183,7 @@ class ExtractParams:
     def authors_script(cls, **overrides: Any) -> ExtractParams:
         """Settings that reproduce the authors' MATLAB inference script (paper mode, uint8 rule)."""
         return cls(**{"mode": "paper", "convergence": "script", "extend_ends": 0.0,
-                      **overrides})
+                      "split_concave": 0.0, **overrides})
 
     def validated(self) -> ExtractParams:
         """Return self after checking every field; raise :class:`GrainsError` on a bad one."""
@@ -211,6 +219,9 @@ class ExtractParams:
         if not (self.extend_ends >= 0 and math.isfinite(self.extend_ends)):
             raise GrainsError(f"extend_ends must be a number >= 0 of grain intercepts (got "
                               f"{self.extend_ends}); 0 turns it off.")
+        if not (0 <= self.split_concave < 1 and math.isfinite(self.split_concave)):
+            raise GrainsError(f"split_concave must be a fraction of a grain's diameter in "
+                              f"[0, 1) (got {self.split_concave}); 0 turns it off.")
         if not 0 < self.min_scale <= self.max_scale:
             raise GrainsError(
                 f"need 0 < min_scale <= max_scale (got {self.min_scale}, {self.max_scale})."
@@ -717,7 +728,7 @@ def _disk(radius: int) -> np.ndarray:
 
 
 def finalize(refined: np.ndarray, pre: Preprocessed, params: ExtractParams | None = None) -> np.ndarray:
-    """Threshold, close with a disk, bring the map back to the original size, prolong ends.
+    """Threshold, close, bring back to the original size, prolong ends, split merged grains.
 
     Parameters
     ----------
@@ -725,9 +736,9 @@ def finalize(refined: np.ndarray, pre: Preprocessed, params: ExtractParams | Non
     pre : Preprocessed
         Gives the original shape.
     params : ExtractParams, optional
-        ``threshold``, ``closing_radius`` and ``extend_ends`` (prolongations of at most
+        ``threshold``, ``closing_radius``, ``extend_ends`` (prolongations of at most
         ``extend_ends`` times the map's own mean intercept, :func:`mean_intercept`, in
-        original pixels).
+        original pixels) and ``split_concave``.
 
     Returns
     -------
@@ -749,6 +760,10 @@ def finalize(refined: np.ndarray, pre: Preprocessed, params: ExtractParams | Non
         # a map with any boundary has a crossing, so its intercept is finite; the reach is
         # capped at half the image inside extend_loose_ends
         b |= extend_loose_ends(b, p.extend_ends * mean_intercept(b))
+    if p.split_concave > 0 and b.any():
+        from napari_grains.grains import split_concave_grains
+
+        b |= split_concave_grains(b, p.split_concave)
     return b
 
 

@@ -425,7 +425,7 @@ def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px
     return out & ~b
 
 
-def _concave_corners(mask: np.ndarray, min_depth: float) -> list:
+def _concave_corners(mask: np.ndarray, min_depth: float, floor: float = 2.0) -> list:
     """Deep concave corners of one region: (point, inward unit normal, depth) each.
 
     ``mask`` is the region in its bounding box padded by one pixel. The corners are the
@@ -450,7 +450,7 @@ def _concave_corners(mask: np.ndarray, min_depth: float) -> list:
         return []
     if defects is None:
         return []
-    limit = max(2.0, min_depth * eqd)
+    limit = max(floor, min_depth * eqd)
     corners = []
     for s, e, f, d in defects.reshape(-1, 4):
         depth = d / 256.0
@@ -484,10 +484,10 @@ def _cut_pixels(mask: np.ndarray, p: np.ndarray, q: np.ndarray, overshoot: int =
 
 
 def _best_cut(mask: np.ndarray, min_depth: float, min_area: int, max_angle: float,
-              single_gain: float):
+              single_gain: float, floor: float = 2.0):
     """The cut that splits one region at two of its deep concave corners, else the cut from
     one corner (:func:`_single_cut`), or None."""
-    corners = _concave_corners(mask, min_depth)
+    corners = _concave_corners(mask, min_depth, floor)
     if not corners:
         return None
     cos_max = math.cos(math.radians(max_angle))
@@ -570,6 +570,13 @@ def _single_cut(mask: np.ndarray, corners: list, gain: float, min_area: int):
     return None
 
 
+def _line_width(b: np.ndarray) -> float:
+    """Mean width (px) of the boundary lines: twice their area over their edge pixels (a band
+    of width w and length L has area wL and about 2L edge pixels)."""
+    edge = b & ~ndi.binary_erosion(b, structure=_FOUR, border_value=1)
+    return 2.0 * float(b.sum()) / max(float(edge.sum()), 1.0)
+
+
 def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.07, *,
                          min_area: int = 20, max_angle: float = 60.0,
                          single_gain: float = 0.08, max_rounds: int = 4) -> np.ndarray:
@@ -583,8 +590,9 @@ def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.07, *,
     concave corner at each end of the missing boundary -- the triple junctions. This joins
     two such corners with a straight line when
 
-    * each corner is at least ``min_depth`` × the region's equivalent diameter (and 2 px)
-      deep, measured from the region's convex hull;
+    * each corner is at least ``min_depth`` × the region's equivalent diameter deep,
+      measured from the region's convex hull, and at least the mean width of the boundary
+      lines (and 2 px): shallower dents are the ragged edge of a wide line;
     * the line leaves each corner into the region within ``max_angle`` degrees of the
       corner's inward direction (the missing boundary continues the third boundary of the
       junction);
@@ -636,6 +644,7 @@ def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.07, *,
     if min_depth <= 0 or b.all() or not b.any():
         return out
     cur = b.copy()
+    floor = max(2.0, _line_width(b))  # shallower dents are the line's own ragged edge
     labels, n = ndi.label(~cur, structure=_FOUR)
     look = range(1, n + 1)  # the first round looks at every region, later ones at the cut ones
     for _ in range(max(int(max_rounds), 0)):
@@ -649,7 +658,7 @@ def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.07, *,
             mask = np.pad(labels[sl] == lab, 1)
             if mask.sum() < 2 * min_area:
                 continue
-            cut = _best_cut(mask, min_depth, min_area, max_angle, single_gain)
+            cut = _best_cut(mask, min_depth, min_area, max_angle, single_gain, floor)
             if cut is None:
                 continue
             rr, cc = cut[0] + r0, cut[1] + c0

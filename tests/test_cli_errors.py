@@ -431,11 +431,15 @@ def test_extract_names_same_stem_inputs_apart_like_run(tmp_path, capsys):
     assert (out / "a_boundaries.png").is_file() and (out / "a-2_boundaries.png").is_file()
 
 
-def test_extend_ends_option_reaches_the_pipeline_and_is_checked(tmp_path, capsys, monkeypatch):
+def test_extend_ends_and_split_options_reach_the_pipeline_and_are_checked(tmp_path, capsys,
+                                                                         monkeypatch):
     iio.imwrite(tmp_path / "g.png", _micrograph())
     assert main(["extract", str(tmp_path / "g.png"), "--out", str(tmp_path / "o"),
                  "--extend-ends", "-1", *EXTRACT_FAST]) == 2
     assert "extend_ends" in _error_line(capsys, "extract")
+    assert main(["extract", str(tmp_path / "g.png"), "--out", str(tmp_path / "o"),
+                 "--split-concave", "2", *EXTRACT_FAST]) == 2
+    assert "split_concave" in _error_line(capsys, "extract")
 
     import napari_grains.extract as core_extract
 
@@ -443,12 +447,14 @@ def test_extend_ends_option_reaches_the_pipeline_and_is_checked(tmp_path, capsys
     real = core_extract.extract
 
     def spy(mg, model, params, *a, **k):
-        seen.append(params.extend_ends)
+        seen.append((params.extend_ends, params.split_concave))
         return real(mg, model, params, *a, **k)
 
     monkeypatch.setattr(core_extract, "extract", spy)
-    for extra, want in ([], 1.0), (["--extend-ends", "0"], 0.0), (
-            ["--mode", "paper", "--convergence", "script"], 0.0):
+    default = (core_extract.ExtractParams.extend_ends, core_extract.ExtractParams.split_concave)
+    for extra, want in ([], default), (["--extend-ends", "0"], (0.0, default[1])), (
+            ["--split-concave", "0.2"], (default[0], 0.2)), (
+            ["--mode", "paper", "--convergence", "script"], (0.0, 0.0)):
         out = tmp_path / f"o{len(seen)}"
         assert main(["extract", str(tmp_path / "g.png"), "--out", str(out), *extra,
                      *EXTRACT_FAST]) == 0

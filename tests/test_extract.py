@@ -398,6 +398,23 @@ def test_finalize_prolongs_loose_ends_unless_told_not_to():
         ExtractParams(extend_ends=-1).validated()
 
 
+def test_finalize_splits_a_merged_grain_unless_told_not_to():
+    refined = np.zeros((64, 96), np.float32)
+    refined[[0, -1], :] = refined[:, [0, -1]] = 1.0
+    refined[:24, 48] = refined[40:, 48] = 1.0  # a wall with a 16 px hole: two grains merge
+    pre = Preprocessed(np.zeros((64, 96), np.uint8), (64, 96), (1.0, 1.0), (0.0, 1.0))
+    # prolonging the ends would close it too; leave that off to see the split alone
+    split = finalize(refined, pre, ExtractParams(closing_radius=0, extend_ends=0))
+    assert split[24:40, 48].all()
+    as_is = finalize(refined, pre, ExtractParams(closing_radius=0, extend_ends=0,
+                                                 split_concave=0))
+    assert not as_is[25:39, 48].any()
+    assert ExtractParams.authors_script().split_concave == 0
+    for bad in (-0.1, 1.0, float("nan")):
+        with pytest.raises(GrainsError, match="split_concave"):
+            ExtractParams(split_concave=bad).validated()
+
+
 def test_scale_aim_comes_from_the_card_when_measured_for_the_model():
     from types import SimpleNamespace
 

@@ -111,14 +111,16 @@ def test_slider_picks_the_iteration_to_use(dock, qtbot):
     np.testing.assert_array_equal(bounds.data.astype(bool), expected)
     # the dock's final settings now, not the run's, finish the picked iteration
     widget.extend_ends.setValue(0.0)
+    widget.split_concave.setValue(0.0)
     widget.threshold.setValue(0.5)
     widget.use_btn.click()
     qtbot.waitUntil(lambda: bounds.metadata["napari_grains"]["params"]["extend_ends"] == 0.0,
                     timeout=TIMEOUT)
+    assert bounds.metadata["napari_grains"]["params"]["split_concave"] == 0.0
     assert bounds.metadata["napari_grains"]["threshold"] == 0.5
     from dataclasses import replace
     want = core.finalize(s.work[0].astype(np.float32) / 255, s.pre,
-                         replace(s.params, threshold=0.5, extend_ends=0.0))
+                         replace(s.params, threshold=0.5, extend_ends=0.0, split_concave=0.0))
     np.testing.assert_array_equal(bounds.data.astype(bool), want)
 
 
@@ -234,6 +236,11 @@ def test_settings_become_extract_params(dock):
     assert p.extend_ends == pytest.approx(core.ExtractParams().extend_ends)
     widget.extend_ends.setValue(0.0)
     assert widget.params().extend_ends == 0.0 and widget.extend_ends.text() == "off"
+    # the split of concave grains likewise
+    assert p.split_concave > 0
+    assert p.split_concave == pytest.approx(core.ExtractParams().split_concave)
+    widget.split_concave.setValue(0.0)
+    assert widget.params().split_concave == 0.0 and widget.split_concave.text() == "off"
 
 
 def test_dock_opens_from_napari_plugin_menu(make_napari_viewer):

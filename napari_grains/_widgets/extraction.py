@@ -64,7 +64,7 @@ PREVIEW_DEBOUNCE_MS = 300
 BROWSE = "Browse folder…"
 # ExtractParams fields that only Net2 / only the final threshold depend on
 _NET2_FIELDS = ("tolerance", "max_iterations", "convergence")
-_FINAL_FIELDS = ("threshold", "closing_radius", "extend_ends")
+_FINAL_FIELDS = ("threshold", "closing_radius", "extend_ends", "split_concave")
 
 
 def _stage_keys(fp: str, model: str, p: core.ExtractParams) -> tuple[tuple, tuple]:
@@ -278,8 +278,14 @@ class ExtractionWidget(QWidget):
                                       tip="prolong loose boundary ends straight ahead to the "
                                       "next boundary, by at most this many mean grain "
                                       "intercepts (closes gaps Net2 left; off = 0)")
+        self.split_concave = self._spin(
+            0.0, 0.5, core.ExtractParams().split_concave, 0.01, 2, special="off",
+            tip="split a grain with a straight cut between two concave corners at least this "
+            "deep (× the grain's diameter): grains are close to convex, so such a grain is "
+            "most often two whose boundary the image does not show (off = 0)")
         nf.addRow("threshold", self.threshold)
         nf.addRow("close loose ends (× intercept)", self.extend_ends)
+        nf.addRow("split concave grains (× diameter)", self.split_concave)
         nf.addRow("tolerance", self.tolerance)
         nf.addRow("convergence", self.rule)
         nf.addRow("max iterations", self.max_iter)
@@ -347,6 +353,7 @@ class ExtractionWidget(QWidget):
             scale="auto" if scale <= 0 else max(0.05, float(scale)),
             threshold=float(self.threshold.value()),
             extend_ends=float(self.extend_ends.value()),
+            split_concave=float(self.split_concave.value()),
             tolerance=float(self.tolerance.value()),
             max_iterations=int(self.max_iter.value()),
             convergence=self.rule.currentText(),

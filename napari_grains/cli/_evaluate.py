@@ -60,7 +60,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-iterations", type=int, metavar="N",
                         help="cap on Net2 iterations passed to the pipeline (0: Net1 only)")
     parser.add_argument("--extend-ends", type=float, metavar="K",
-                        help="passed to the pipeline: prolong loose boundary ends to the next boundary, at most this many mean grain intercepts (default 1; 0: off)")
+                        help="passed to the pipeline: prolong loose boundary ends to the next boundary, at most this many mean grain intercepts (default 0.5; 0: off)")
+    parser.add_argument("--split-concave", type=float, metavar="D",
+                        help="passed to the pipeline: split merged grains with a straight cut "
+                             "between two concave corners at least D x the grain's diameter "
+                             "deep (default 0.07; 0: off)")
     parser.add_argument("--sets", metavar="NAME[,NAME]",
                         help="only these sets (of a benchmark folder, or to make)")
     parser.add_argument("--limit", type=int, metavar="N",
@@ -117,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale,
         max_iterations=args.max_iterations,
         extend_ends=args.extend_ends,
+        split_concave=args.split_concave,
     )
     result = _drive(gen, quiet=args.quiet, describe=lambda e: (
         f"{e.pair.set}/{e.pair.name} " + (f"F1={e.score.boundary.f1:.3f}" if e.score is not None

@@ -56,8 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "uint8 rule")
     parser.add_argument("--extend-ends", type=float, default=None, metavar="K",
                         help="prolong loose boundary ends to the next boundary, at most K mean "
-                             "grain intercepts (default 1; 0 with --mode paper --convergence "
+                             "grain intercepts (default 0.5; 0 with --mode paper --convergence "
                              "script, the authors' script; 0: off)")
+    parser.add_argument("--split-concave", type=float, default=None, metavar="D",
+                        help="split merged grains with a straight cut between two concave "
+                             "corners at least D x the grain's diameter deep (default 0.07; 0 "
+                             "with --mode paper --convergence script; 0: off)")
     parser.add_argument("--tile-size", type=int, default=1024,
                         help="native mode: tile size for large images (multiple of 16)")
     parser.add_argument("--device", default=None,
@@ -86,12 +90,15 @@ def run(args: argparse.Namespace) -> int:
     from napari_grains.nets import load_model
     from napari_grains.plots import overlay_rgb
 
+    script = (args.mode, args.convergence) == ("paper", "script")  # the authors' script
     params = ExtractParams(
         mode=args.mode, scale=args.scale, threshold=args.threshold, tolerance=args.tolerance,
         max_iterations=args.max_iterations, convergence=args.convergence,
         tile_size=args.tile_size,
         extend_ends=(args.extend_ends if args.extend_ends is not None
-                     else 0.0 if (args.mode, args.convergence) == ("paper", "script") else 1.0),
+                     else 0.0 if script else ExtractParams.extend_ends),
+        split_concave=(args.split_concave if args.split_concave is not None
+                       else 0.0 if script else ExtractParams.split_concave),
     ).validated()
     paths = list_images(args.images)
     if not paths:
