@@ -428,15 +428,16 @@ def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px
 def _concave_corners(mask: np.ndarray, min_depth: float, floor: float = 2.0) -> list:
     """Deep concave corners of one region: (point, inward unit normal, depth) each.
 
-    ``mask`` is the region in its bounding box padded by one pixel. The corners are the
-    deepest points of OpenCV's convexity defects of the outer contour, kept when their depth
-    is at least ``min_depth`` times the region's equivalent diameter (and 2 px).
+    ``mask`` (uint8 or bool) is the region in its bounding box padded by one pixel. The
+    corners are the deepest points of OpenCV's convexity defects of the outer contour, kept
+    when their depth is at least ``min_depth`` times the region's equivalent diameter and at
+    least ``floor`` px.
     """
     import cv2
 
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+    contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_NONE)
-    area = float(mask.sum())
+    area = float(np.count_nonzero(mask))
     eqd = math.sqrt(4.0 * area / math.pi)
     if not contours:
         return []
@@ -450,12 +451,11 @@ def _concave_corners(mask: np.ndarray, min_depth: float, floor: float = 2.0) -> 
         return []
     if defects is None:
         return []
-    limit = max(floor, min_depth * eqd)
+    defects = defects.reshape(-1, 4)
+    defects = defects[defects[:, 3] >= 256.0 * max(floor, min_depth * eqd)]
     corners = []
-    for s, e, f, d in defects.reshape(-1, 4):
+    for s, e, f, d in defects.tolist():
         depth = d / 256.0
-        if depth < limit:
-            continue
         p = cnt[f, 0][::-1].astype(float)  # (row, col)
         a, b = cnt[s, 0][::-1].astype(float), cnt[e, 0][::-1].astype(float)
         chord = b - a
@@ -655,9 +655,11 @@ def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.07, *,
             if sl is None:
                 continue
             r0, c0 = sl[0].start - 1, sl[1].start - 1
-            mask = np.pad(labels[sl] == lab, 1)
-            if mask.sum() < 2 * min_area:
+            inner = labels[sl] == lab
+            if np.count_nonzero(inner) < 2 * min_area:
                 continue
+            mask = np.zeros((inner.shape[0] + 2, inner.shape[1] + 2), bool)
+            mask[1:-1, 1:-1] = inner
             cut = _best_cut(mask, min_depth, min_area, max_angle, single_gain, floor)
             if cut is None:
                 continue
