@@ -17,6 +17,7 @@ import json
 import sys
 from pathlib import Path
 
+from napari_grains.extract import ExtractParams
 from napari_grains.io import atomic_write
 
 KEYS = ("precision", "recall", "f1", "eq1_accuracy", "vi", "ari", "abs_grain_count_error",
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             "command": a.command,
             "data": "napari-grains evaluate --make-benchmark bench_data (benchmark version 1)",
             "tolerance_px": 2.0,
+            # the map's finishing steps change every figure; record the ones used
+            "extraction": {k: getattr(ExtractParams(), k)
+                           for k in ("extend_ends", "split_concave", "threshold",
+                                     "closing_radius", "max_iterations", "convergence")},
             "this_model": ours,
             "paper_model": paper,
             "wins": {s: {k: (ours[s][k] > paper[s][k]) for k in ("f1", "eq1_accuracy")}

@@ -2,7 +2,7 @@
 
 Opens napari (shown, on a virtual X display when there is none) exactly as
 ``napari-grains gui --sample tem`` does, runs the whole pipeline with the dock's default
-settings (native mode, automatic scale, the paper model) and saves, in ``docs/img/``:
+settings (native mode, automatic scale, the default model) and saves, in ``docs/img/``:
 
 * ``gui_edges.png``: the live edge-stack preview (Sobel red, LoG green, Canny blue);
 * ``gui_iterations.png``: the Net2 iterations layer with the dims slider on an early

@@ -53,10 +53,10 @@ PYAIM
 # figures for the card: the whole benchmark, the same code scores paper
 [ -d bench_data ] || "$PY" -m napari_grains evaluate --make-benchmark bench_data
 "$PY" -m napari_grains evaluate --model default --data bench_data \
-  --out out/v2/eval_default_full --overwrite
+  --out out/v4/eval_default_full --overwrite
 "$PY" -m napari_grains evaluate --model paper --data bench_data \
-  --out out/v2/eval_paper_full --overwrite
-"$PY" scripts/finalize_model_card.py out/v2/eval_default_full out/v2/eval_paper_full \
+  --out out/v4/eval_paper_full --overwrite
+"$PY" scripts/finalize_model_card.py out/v4/eval_default_full out/v4/eval_paper_full \
   --model models/default --command "scripts/train_default.sh" --description "$DESC"
 # Tried and not used (docs/training.md): fine-tuning this Net2 on the new Net1's outputs with
 # the gap sources and the ARI-aware validation, twice (out/v2/s2: 4 epochs, --val-ari-weight 1;
