@@ -510,7 +510,7 @@ def _best_cut(mask: np.ndarray, min_depth: float, min_area: int, max_angle: floa
         inside = mask[rr, cc]
         rest = mask.copy()
         rest[rr, cc] = False
-        parts, n = ndi.label(rest, structure=_FOUR)
+        n, parts = _pieces(rest)
         if n < 2:
             continue
         sizes = np.sort(np.bincount(parts.ravel())[1:])[::-1]
@@ -557,7 +557,7 @@ def _single_cut(mask: np.ndarray, corners: list, gain: float, min_area: int):
         inside = mask[rr, cc]
         rest = mask.copy()
         rest[rr, cc] = False
-        parts, n = ndi.label(rest, structure=_FOUR)
+        n, parts = _pieces(rest)
         if n < 2:
             continue
         sizes = np.bincount(parts.ravel())
@@ -573,8 +573,31 @@ def _single_cut(mask: np.ndarray, corners: list, gain: float, min_area: int):
 def _line_width(b: np.ndarray) -> float:
     """Mean width (px) of the boundary lines: twice their area over their edge pixels (a band
     of width w and length L has area wL and about 2L edge pixels)."""
-    edge = b & ~ndi.binary_erosion(b, structure=_FOUR, border_value=1)
-    return 2.0 * float(b.sum()) / max(float(edge.sum()), 1.0)
+    import cv2
+
+    u8 = b.view(np.uint8)
+    inner = cv2.erode(u8, np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8),
+                      borderType=cv2.BORDER_CONSTANT, borderValue=1)
+    edge = int(np.count_nonzero(u8)) - int(np.count_nonzero(inner))
+    return 2.0 * float(np.count_nonzero(u8)) / max(float(edge), 1.0)
+
+
+def _regions(boundaries: np.ndarray):
+    """4-connected regions of the complement: count (background 0 included), int32 labels
+    and OpenCV's stats rows (left, top, width, height, area) per label."""
+    import cv2
+
+    free = (~boundaries).view(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(free, connectivity=4, ltype=cv2.CV_32S)
+    return n, labels, stats
+
+
+def _pieces(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    """Number of 4-connected pieces of ``mask`` and their labels (1..n)."""
+    import cv2
+
+    n, parts = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    return n - 1, parts
 
 
 def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.07, *,
@@ -645,34 +668,31 @@ def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.07, *,
         return out
     cur = b.copy()
     floor = max(2.0, _line_width(b))  # shallower dents are the line's own ragged edge
-    labels, n = ndi.label(~cur, structure=_FOUR)
-    look = range(1, n + 1)  # the first round looks at every region, later ones at the cut ones
+    n, labels, boxes = _regions(cur)
+    look = range(1, n)  # the first round looks at every region, later ones at the cut ones
     for _ in range(max(int(max_rounds), 0)):
-        slices = ndi.find_objects(labels)
         new = np.zeros(b.shape, bool)
         for lab in look:
-            sl = slices[lab - 1]
-            if sl is None:
+            c0, r0, w, h, area = (int(v) for v in boxes[lab])
+            if area < 2 * min_area:
                 continue
-            r0, c0 = sl[0].start - 1, sl[1].start - 1
-            inner = labels[sl] == lab
-            if np.count_nonzero(inner) < 2 * min_area:
-                continue
-            mask = np.zeros((inner.shape[0] + 2, inner.shape[1] + 2), bool)
-            mask[1:-1, 1:-1] = inner
+            mask = np.zeros((h + 2, w + 2), bool)
+            mask[1:-1, 1:-1] = labels[r0:r0 + h, c0:c0 + w] == lab
             cut = _best_cut(mask, min_depth, min_area, max_angle, single_gain, floor)
             if cut is None:
                 continue
-            rr, cc = cut[0] + r0, cut[1] + c0
+            rr, cc = cut[0] + r0 - 1, cut[1] + c0 - 1
             ok = (rr >= 0) & (rr < b.shape[0]) & (cc >= 0) & (cc < b.shape[1])
             new[rr[ok], cc[ok]] = True
         if not new.any():
             break
         cur |= new
         out |= new
-        labels, n = ndi.label(~cur, structure=_FOUR)
-        near = ndi.binary_dilation(new, structure=np.ones((3, 3), bool))
-        look = [int(v) for v in np.unique(labels[near]) if v]
+        n, labels, boxes = _regions(cur)
+        rr, cc = np.nonzero(new)  # the regions beside the new cuts are looked at again
+        near = [labels[np.clip(rr + dr, 0, b.shape[0] - 1), np.clip(cc + dc, 0, b.shape[1] - 1)]
+                for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
+        look = [int(v) for v in np.unique(np.concatenate(near)) if v]
     return out & ~b
 
 
