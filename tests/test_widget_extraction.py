@@ -220,6 +220,22 @@ def test_gui_command_opens_the_dock_with_the_image(make_napari_viewer, tmp_path)
     assert main(["gui", str(bad)]) == 2  # clear message, no window
 
 
+def test_untouched_dock_extracts_like_the_command_line(make_napari_viewer, qtbot):
+    """A fresh dock's settings are the library's defaults, exactly (no rounding in a box)."""
+    from dataclasses import fields
+
+    viewer = make_napari_viewer()
+    data, kwargs, _ = synthetic_sample(seed=SYNTHETIC_SEED)[0]
+    viewer.add_image(data, **kwargs)
+    widget = ExtractionWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.live.setChecked(False)
+    p, d = widget.params(), core.ExtractParams()
+    differ = {f.name: (getattr(p, f.name), getattr(d, f.name)) for f in fields(d)
+              if getattr(p, f.name) != getattr(d, f.name)}
+    assert differ == {}
+
+
 def test_settings_become_extract_params(dock):
     _, widget = dock
     widget.mode.setCurrentText("paper")

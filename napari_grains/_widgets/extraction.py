@@ -106,6 +106,13 @@ class _Session:
             self.frames[0] = np.clip(np.asarray(self.initial_original) * 255 + 0.5, 0, 255)
 
 
+def _unrounded(spin, default: float) -> float:
+    """The spin box's value, or ``default`` when the box shows ``default`` rounded (a box
+    holds √2 as 1.41; the dock must extract as the command line does)."""
+    value = float(spin.value())
+    return default if abs(value - default) <= 0.5 * 10.0 ** -spin.decimals() else value
+
+
 # ---------------------------------------------------------------------------------------
 # worker bodies (no Qt, no napari: they only call the core and yield what they computed)
 # ---------------------------------------------------------------------------------------
@@ -241,7 +248,7 @@ class ExtractionWidget(QWidget):
         self.sobel_t = self._spin(0.0, 1.0, 0.0, 0.005, 4, special="auto")
         self.log_sigma = self._spin(0.5, 10.0, 2.0, 0.25, 2)
         self.log_t = self._spin(0.0, 1.0, 0.0, 0.0005, 4, special="auto")
-        self.canny_sigma = self._spin(0.5, 10.0, float(np.sqrt(2)), 0.25, 2)
+        self.canny_sigma = self._spin(0.5, 10.0, core.ExtractParams().canny_sigma, 0.25, 2)
         self.canny_t = self._spin(0.0, 1.0, 0.0, 0.01, 3, special="auto",
                                   tip="Canny high threshold (low = 0.4 × high)")
         for label, w in (("Sobel threshold", self.sobel_t), ("LoG σ", self.log_sigma),
@@ -360,7 +367,7 @@ class ExtractionWidget(QWidget):
             sobel_threshold=auto(self.sobel_t),
             log_sigma=float(self.log_sigma.value()),
             log_threshold=auto(self.log_t),
-            canny_sigma=float(self.canny_sigma.value()),
+            canny_sigma=_unrounded(self.canny_sigma, core.ExtractParams().canny_sigma),
             canny_thresholds=auto(self.canny_t),
         ).validated()
 
