@@ -25,7 +25,7 @@ from typing import Any
 
 from napari_grains import formats
 from napari_grains.errors import GrainsError
-from napari_grains.io import PLAIN_EXTENSIONS, Micrograph, read_image
+from napari_grains.io import PLAIN_EXTENSIONS, Micrograph, color_note, read_image
 
 PathOrPaths = str | os.PathLike | Sequence[str | os.PathLike]
 LayerData = tuple[Any, ...]
@@ -100,7 +100,9 @@ def read_micrographs(path: PathOrPaths) -> list[LayerData]:
     """Read one or more micrograph files into image layer data.
 
     Files that fail to read are reported with :func:`napari.utils.notifications.show_error`
-    (the :class:`~napari_grains.errors.GrainsError` message) and skipped.
+    (the :class:`~napari_grains.errors.GrainsError` message) and skipped. A colour image is
+    read as gray; :func:`napari.utils.notifications.show_info` says so
+    (:func:`napari_grains.io.color_note`).
 
     Parameters
     ----------
@@ -112,13 +114,18 @@ def read_micrographs(path: PathOrPaths) -> list[LayerData]:
         One ``(data, kwargs, "image")`` per readable file (see :func:`micrograph_layer_data`),
         or napari's empty sentinel ``[(None,)]`` when none could be read.
     """
-    from napari.utils.notifications import show_error
+    from napari.utils.notifications import show_error, show_info
 
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     layers: list[LayerData] = []
     for p in paths:
         try:
-            layers.append(micrograph_layer_data(read_image(p)))
+            mg = read_image(p)
         except GrainsError as exc:
             show_error(f"napari-grains could not open {Path(p).name}: {exc}")
+            continue
+        layers.append(micrograph_layer_data(mg))
+        note = color_note(mg)
+        if note:
+            show_info(note)
     return layers or list(_NOTHING)

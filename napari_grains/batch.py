@@ -209,7 +209,7 @@ def process_image(
 
             torch.set_num_threads(int(threads))
         from napari_grains.extract import ExtractParams, extract
-        from napari_grains.io import read_image
+        from napari_grains.io import color_note, read_image
         from napari_grains.measure import MeasureParams, measure, provenance
         from napari_grains.nets import load_model
 
@@ -234,6 +234,9 @@ def process_image(
         )
         m = measure(res.boundaries, pixel_size=ps, unit=u, image=mg.data, params=mp,
                     provenance=prov)
+        note = color_note(mg)
+        if note:  # listed with the run's other warnings, and kept in the summary JSON
+            m.summary.setdefault("warnings", []).append(note)
         target = Path(out_dir) / stem
         outputs = m.save_all(target, stem, overwrite=overwrite, histogram=histogram)
         from napari_grains.io import write_image

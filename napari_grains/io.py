@@ -154,7 +154,36 @@ def read_image(path: str | os.PathLike) -> Micrograph:
                           "Open it in an image viewer, or export it again.") from exc
     meta.update({"dtype": str(arr.dtype), "shape": tuple(arr.shape), "format": ext[1:]})
     data = to_gray_float(arr, name=p.name)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        meta["color"] = _color_kind(arr)
     return Micrograph(data=data, pixel_size=pixel_size, unit=unit, path=p, metadata=meta)
+
+
+def _color_kind(arr: np.ndarray) -> str:
+    """``"color"`` when the RGB channels of ``arr`` really differ (mean spread over 2 % of the
+    range), ``"gray"`` for a gray image stored as RGB."""
+    rgb = arr[..., :3]
+    step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000))))
+    rgb = rgb[::step, ::step].astype(np.float64)  # a subsample is enough to tell
+    span = (float(np.iinfo(arr.dtype).max) - float(np.iinfo(arr.dtype).min)
+            if np.issubdtype(arr.dtype, np.integer) else max(float(np.ptp(rgb)), 1e-12))
+    spread = (rgb.max(axis=-1) - rgb.min(axis=-1)) / span
+    return "color" if float(spread.mean()) > 0.02 else "gray"
+
+
+def color_note(m: Micrograph) -> str | None:
+    """What a user should know when a colour image was turned gray, else None.
+
+    The pipeline works on one gray channel, made with luminance weights as the authors'
+    MATLAB code does (``rgb2gray``). Grains that differ in hue but not in brightness (colour
+    etching, polarised light) then look alike, and their boundary can be missed.
+    """
+    if m.metadata.get("color") != "color":
+        return None
+    name = m.path.name if m.path is not None else "the image"
+    return (f"{name} is a colour image; napari-grains turned it gray with luminance weights "
+            "(as MATLAB's rgb2gray), so grains that differ only in hue look alike and their "
+            "boundaries can be missed.")
 
 
 #: How files of each plain type begin (their "magic number").

@@ -459,3 +459,19 @@ def test_extend_ends_and_split_options_reach_the_pipeline_and_are_checked(tmp_pa
         assert main(["extract", str(tmp_path / "g.png"), "--out", str(out), *extra,
                      *EXTRACT_FAST]) == 0
         assert seen[-1] == want
+
+
+def test_colour_image_gets_a_note_from_extract_and_run(tmp_path, capsys):
+    import json
+
+    g = _micrograph()
+    colour = np.stack([g, g // 2, 255 - g], axis=-1).astype(np.uint8)
+    iio.imwrite(tmp_path / "tint.png", colour)
+    assert main(["extract", str(tmp_path / "tint.png"), "--out", str(tmp_path / "e"),
+                 *EXTRACT_FAST]) == 0
+    assert "note: tint.png is a colour image" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "tint.png"), "--out", str(tmp_path / "r"), *FAST]) == 0
+    out = capsys.readouterr()
+    assert "tint.png is a colour image" in out.out + out.err
+    summary = json.loads(next((tmp_path / "r").rglob("*_summary.json")).read_text())
+    assert any("colour image" in w for w in summary["summary"]["warnings"])

@@ -114,3 +114,31 @@ def test_atomic_write_gives_normal_permissions(tmp_path):
     p = atomic_write(tmp_path / "shared.csv", lambda tmp: tmp.write_text("x"))
     # readable by colleagues as open() would make it, not mkstemp's 0600
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~ng_io._UMASK
+
+
+def test_a_colour_image_is_read_as_gray_with_a_note(tmp_path):
+    import imageio.v3 as iio
+
+    from napari_grains.io import color_note, read_image
+
+    rng = np.random.default_rng(3)
+    # two "grains" of the same brightness but different hue: gray cannot tell them apart
+    colour = np.zeros((40, 60, 3), np.uint8)
+    colour[:, :30] = (200, 60, 60)
+    colour[:, 30:] = (60, 97, 205)
+    iio.imwrite(tmp_path / "tint.png", colour)
+    m = read_image(tmp_path / "tint.png")
+    assert m.data.ndim == 2 and m.metadata["color"] == "color"
+    note = color_note(m)
+    assert note is not None and "tint.png" in note and "hue" in note
+    # a gray micrograph stored as RGB (R = G = B, a little JPEG-like noise) gets no note
+    gray = rng.integers(0, 256, (40, 60), dtype=np.uint8)
+    rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.int16)
+    rgb += rng.integers(-2, 3, rgb.shape, dtype=np.int16)
+    iio.imwrite(tmp_path / "gray_rgb.png", np.clip(rgb, 0, 255).astype(np.uint8))
+    g = read_image(tmp_path / "gray_rgb.png")
+    assert g.metadata["color"] == "gray" and color_note(g) is None
+    # a plain gray file has no colour entry at all
+    iio.imwrite(tmp_path / "gray.png", gray)
+    assert "color" not in read_image(tmp_path / "gray.png").metadata
+    assert color_note(read_image(tmp_path / "gray.png")) is None

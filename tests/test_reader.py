@@ -163,3 +163,16 @@ def test_dm3_layer_scale(tmp_path):
     [(data, kwargs, kind)] = _reader.napari_get_reader(str(path))(str(path))
     assert data.shape == (30, 40) and kind == "image"
     assert kwargs["scale"] == pytest.approx((2.5, 2.5)) and kwargs["units"] == ("nm", "nm")
+
+
+def test_colour_file_opens_gray_with_a_notice(tmp_path, monkeypatch):
+    import imageio.v3 as iio
+
+    seen = _notifications(monkeypatch)
+    colour = np.zeros((24, 32, 3), np.uint8)
+    colour[:, :16] = (200, 60, 60)
+    colour[:, 16:] = (60, 97, 205)
+    iio.imwrite(tmp_path / "tint.png", colour)
+    layers = _reader.read_micrographs(str(tmp_path / "tint.png"))
+    assert len(layers) == 1 and layers[0][0].ndim == 2
+    assert len(seen) == 1 and "tint.png is a colour image" in seen[0]

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     from napari_grains.errors import GrainsError
     from napari_grains.extract import ExtractParams, extract
-    from napari_grains.io import atomic_write, list_images, read_image, write_image
+    from napari_grains.io import atomic_write, color_note, list_images, read_image, write_image
     from napari_grains.measure import unique_stems
     from napari_grains.nets import load_model
     from napari_grains.plots import overlay_rgb
@@ -122,6 +122,9 @@ def run(args: argparse.Namespace) -> int:
                     "replace them"
                 )
             mg = read_image(path)
+            note = color_note(mg)
+            if note:  # shown even with --quiet: it bears on the result
+                tqdm.write(f"note: {note}", file=sys.stderr)
 
             def show(event, _bar=bar):
                 _bar.set_postfix_str(event.message[:60], refresh=True)
