@@ -122,7 +122,7 @@ class ExtractParams:
         contrast fades and the two grains merge; see :func:`napari_grains.grains.extend_loose_ends`.
     split_concave : float
         Split merged grains with a straight cut between two deep concave corners, each at
-        least this fraction of the region's equivalent diameter deep (0.07 by default; 0 for
+        least this fraction of the region's equivalent diameter deep (0.05 by default; 0 for
         none; not done by :meth:`authors_script`). Grains are close to convex, and where the
         whole boundary between two neighbours is invisible the merged region has a concave
         corner at each of its ends; see :func:`napari_grains.grains.split_concave_grains`.
@@ -162,7 +162,7 @@ class ExtractParams:
     median_size: int = 7
     closing_radius: int = 2
     extend_ends: float = 0.5
-    split_concave: float = 0.07
+    split_concave: float = 0.05
     sobel_threshold: float | None = None
     log_sigma: float = 2.0
     log_threshold: float | None = None

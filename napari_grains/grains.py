@@ -428,17 +428,19 @@ def extend_loose_ends(boundaries: np.ndarray, max_length: float, *, direction_px
 def _concave_corners(mask: np.ndarray, min_depth: float, floor: float = 2.0) -> list:
     """Deep concave corners of one region: (point, inward unit normal, depth) each.
 
-    ``mask`` (uint8 or bool) is the region in its bounding box padded by one pixel. The
-    corners are the deepest points of OpenCV's convexity defects of the outer contour, kept
-    when their depth is at least ``min_depth`` times the region's equivalent diameter and at
-    least ``floor`` px.
+    ``mask`` (uint8 or bool) is the region in its bounding box padded by one pixel. For each
+    of OpenCV's convexity defects of the outer contour (a stretch of contour between two
+    hull vertices), the distance of every contour point from the hull edge is taken, and
+    each of its peaks at least ``limit`` high and standing ``limit`` above the dips beside
+    it is a corner, where ``limit`` is ``min_depth`` times the region's equivalent diameter,
+    and at least ``floor`` px. One hull edge can span several corners: three grains merged
+    in a row have two concave corners under the same hull edge on one side.
     """
     import cv2
+    from scipy.signal import find_peaks
 
     contours, _ = cv2.findContours(mask.view(np.uint8), cv2.RETR_EXTERNAL,
                                    cv2.CHAIN_APPROX_NONE)
-    area = float(np.count_nonzero(mask))
-    eqd = math.sqrt(4.0 * area / math.pi)
     if not contours:
         return []
     cnt = max(contours, key=len)
@@ -451,35 +453,58 @@ def _concave_corners(mask: np.ndarray, min_depth: float, floor: float = 2.0) -> 
         return []
     if defects is None:
         return []
+    eqd = math.sqrt(4.0 * float(np.count_nonzero(mask)) / math.pi)
+    limit = max(floor, min_depth * eqd)
     defects = defects.reshape(-1, 4)
-    defects = defects[defects[:, 3] >= 256.0 * max(floor, min_depth * eqd)]
+    defects = defects[defects[:, 3] >= 256.0 * limit]
+    pts = cnt[:, 0, ::-1].astype(float)  # (row, col)
     corners = []
-    for s, e, f, d in defects.tolist():
-        depth = d / 256.0
-        p = cnt[f, 0][::-1].astype(float)  # (row, col)
-        a, b = cnt[s, 0][::-1].astype(float), cnt[e, 0][::-1].astype(float)
+    for s, e, _f, _d in defects.tolist():
+        a, b = pts[s], pts[e]
         chord = b - a
-        n2 = float(chord @ chord)
-        foot = a + chord * (float((p - a) @ chord) / n2 if n2 else 0.0)
-        normal = p - foot
-        norm = float(np.hypot(*normal))
-        if norm == 0:
+        length = float(np.hypot(*chord))
+        if length == 0:
             continue
-        corners.append((p, normal / norm, depth))
+        idx = np.arange(s, e + 1) if e >= s else np.r_[np.arange(s, len(pts)), np.arange(e + 1)]
+        seg = pts[idx]
+        normal = np.array([-chord[1], chord[0]]) / length
+        dist = np.abs((seg - a) @ normal)
+        # zeros at both ends: the hull vertices themselves are never corners
+        peaks, _ = find_peaks(np.r_[0.0, dist, 0.0], height=limit, prominence=limit)
+        for k in peaks - 1:
+            p = seg[k]
+            foot = a + chord * (float((p - a) @ chord) / (length * length))
+            inward = p - foot
+            norm = float(np.hypot(*inward))
+            if norm > 0:
+                corners.append((p, inward / norm, float(dist[k])))
     return corners
 
 
 def _cut_pixels(mask: np.ndarray, p: np.ndarray, q: np.ndarray, overshoot: int = 2):
-    """Pixels of the straight cut from p to q, prolonged ``overshoot`` px past both ends while
-    it stays in the region (so the cut meets the boundary it starts from)."""
+    """Pixels of the straight cut from p to q, prolonged past each end by up to
+    ``overshoot`` px while it stays in the region (so the cut meets the boundary it starts
+    from, and never reaches across it)."""
     from skimage.draw import line
 
     u = q - p
     u = u / max(float(np.hypot(*u)), 1e-9)
-    a = np.rint(p - overshoot * u).astype(int)
-    b = np.rint(q + overshoot * u).astype(int)
+    h, w = mask.shape
+    a, b = np.rint(p).astype(int), np.rint(q).astype(int)
     rr, cc = line(int(a[0]), int(a[1]), int(b[0]), int(b[1]))
-    ok = (rr >= 0) & (rr < mask.shape[0]) & (cc >= 0) & (cc < mask.shape[1])
+    ends = []
+    for start, step in ((p, -u), (q, u)):
+        extra = []
+        for t in range(1, int(overshoot) + 1):
+            r, c = np.rint(start + step * t).astype(int)
+            if not (0 <= r < h and 0 <= c < w and mask[r, c]):
+                break
+            extra.append((r, c))
+        ends.append(extra)
+    if ends[0] or ends[1]:
+        more = np.array(ends[0] + ends[1], int).reshape(-1, 2)
+        rr, cc = np.r_[rr, more[:, 0]], np.r_[cc, more[:, 1]]
+    ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
     return rr[ok], cc[ok]
 
 
@@ -507,17 +532,9 @@ def _best_cut(mask: np.ndarray, min_depth: float, min_area: int, max_angle: floa
         if mask[rr, cc].mean() < 0.9:
             continue  # the segment leaves the region: not a cut of this grain
         rr, cc = _cut_pixels(mask, p, q)
-        inside = mask[rr, cc]
-        rest = mask.copy()
-        rest[rr, cc] = False
-        n, parts = _pieces(rest)
-        if n < 2:
-            continue
-        sizes = np.sort(np.bincount(parts.ravel())[1:])[::-1]
-        if sizes[1] < min_area:
-            continue
-        keep = inside  # only pixels of this region are drawn
-        return rr[keep], cc[keep]
+        if _two_pieces(mask, rr, cc, min_area) is not None:
+            inside = mask[rr, cc]  # only pixels of this region are drawn
+            return rr[inside], cc[inside]
     if single_gain > 0:
         return _single_cut(mask, corners, single_gain, min_area)
     return None
@@ -554,20 +571,27 @@ def _single_cut(mask: np.ndarray, corners: list, gain: float, min_area: int):
         if q is None or float(np.hypot(*(q - p))) < 2:
             continue
         rr, cc = _cut_pixels(mask, p, q)
+        pieces = _two_pieces(mask, rr, cc, min_area)
+        if pieces is None or min(_solidity(piece) for piece in pieces) < base + gain:
+            continue
         inside = mask[rr, cc]
-        rest = mask.copy()
-        rest[rr, cc] = False
-        n, parts = _pieces(rest)
-        if n < 2:
-            continue
-        sizes = np.bincount(parts.ravel())
-        big = np.argsort(sizes[1:])[::-1][:2] + 1
-        if sizes[big[1]] < min_area:
-            continue
-        if min(_solidity(parts == k) for k in big) < base + gain:
-            continue
         return rr[inside], cc[inside]
     return None
+
+
+def _two_pieces(mask: np.ndarray, rr: np.ndarray, cc: np.ndarray, min_area: int):
+    """The two largest pieces (bool masks) the cut ``rr, cc`` leaves of ``mask``, or None when
+    it leaves one piece, or a second piece smaller than ``min_area`` px."""
+    rest = mask.copy()
+    rest[rr, cc] = False
+    n, parts = _pieces(rest)
+    if n < 2:
+        return None
+    sizes = np.bincount(parts.ravel())
+    big = np.argsort(sizes[1:])[::-1][:2] + 1
+    if sizes[big[1]] < min_area:
+        return None
+    return parts == big[0], parts == big[1]
 
 
 def _line_width(b: np.ndarray) -> float:
@@ -600,7 +624,7 @@ def _pieces(mask: np.ndarray) -> tuple[int, np.ndarray]:
     return n - 1, parts
 
 
-def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.07, *,
+def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.05, *,
                          min_area: int = 20, max_angle: float = 60.0,
                          single_gain: float = 0.08, max_rounds: int = 4) -> np.ndarray:
     """Straight cuts that split merged grains at pairs of deep concave corners.
@@ -663,6 +687,13 @@ def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.07, *,
     True
     """
     b = _as_boundaries(boundaries)
+    for name, value, ok in (("min_depth", min_depth, min_depth >= 0),
+                            ("min_area", min_area, min_area >= 1),
+                            ("max_angle", max_angle, 0 < max_angle <= 180),
+                            ("single_gain", single_gain, single_gain >= 0),
+                            ("max_rounds", max_rounds, max_rounds >= 0)):
+        if not (math.isfinite(value) and ok):
+            raise GrainsError(f"split_concave_grains: {name} = {value} is out of range.")
     out = np.zeros(b.shape, bool)
     if min_depth <= 0 or b.all() or not b.any():
         return out

@@ -222,8 +222,9 @@ def test_prolongation_of_a_wide_line_runs_straight():
     assert cols.max() - cols.min() <= 2  # straight down, not slanted
 
 
-def _erase_wall(labels: np.ndarray, b: np.ndarray, a: int, c: int) -> np.ndarray:
-    """``b`` without the boundary pixels that lie between grains ``a`` and ``c`` only."""
+def _erase_wall(labels: np.ndarray, b: np.ndarray, a: int, c: int):
+    """``b`` without the boundary pixels that lie between grains ``a`` and ``c`` only, and
+    those pixels (the erased wall)."""
     from scipy import ndimage as ndi
 
     near_a = ndi.binary_dilation(labels == a, iterations=2)
@@ -258,32 +259,48 @@ def test_split_concave_grains_restores_a_missing_wall_between_two_hexagons():
 def test_split_concave_grains_on_a_power_diagram_finds_the_erased_walls_and_little_else():
     from napari_grains.synth import SynthParams, generate_pair
 
-    pair = generate_pair(SynthParams(height=256, width=256, mean_diameter=(40, 40)), seed=5)
-    labels, b = pair.labels, pair.target
-    assert split_concave_grains(b).sum() <= 0.01 * b.sum()  # a true map is (nearly) kept
-    # erase the walls of a few interior neighbour pairs (each grain in at most one pair)
-    pairs, used, walls = neighbour_pairs(labels), set(), np.zeros_like(b)
-    inner = set(np.unique(labels)) - set(border_labels(labels).tolist())
-    merged = b.copy()
-    for p, q in pairs.tolist():
-        if p in used or q in used or p not in inner or q not in inner:
-            continue
-        merged, wall = _erase_wall(labels, merged, p, q)
-        walls |= wall
-        used |= {p, q}
-        if len(used) >= 8:
-            break
-    cut = split_concave_grains(merged)
-    dist = ndi_distance(~walls)
-    on_wall = dist[cut] <= 2
-    assert on_wall.mean() >= 0.9  # what it draws is the missing walls
-    found = ndi_distance(~cut)[walls] <= 2
-    assert found.mean() >= 0.6  # and most of them
+    drawn, found = [], []
+    for seed in range(1, 9):  # pooled: how many walls a map offers to find varies by map
+        pair = generate_pair(SynthParams(height=256, width=256, mean_diameter=(40, 40)),
+                             seed=seed)
+        labels, b = pair.labels, pair.target
+        assert not split_concave_grains(b).any()  # a true map is kept
+        # erase the walls of a few interior neighbour pairs (each grain in at most one pair)
+        used, walls = set(), np.zeros_like(b)
+        inner = set(np.unique(labels)) - set(border_labels(labels).tolist())
+        merged = b.copy()
+        for p, q in neighbour_pairs(labels).tolist():
+            if p in used or q in used or p not in inner or q not in inner:
+                continue
+            merged, wall = _erase_wall(labels, merged, p, q)
+            walls |= wall
+            used |= {p, q}
+            if len(used) >= 8:
+                break
+        cut = split_concave_grains(merged)
+        drawn.append(ndi_distance(~walls)[cut] <= 2)
+        found.append(ndi_distance(~cut)[walls] <= 2)
+    # what it draws is the missing walls (0.998 when written); it finds most of them
+    # (0.71: a wall whose two grains together are convex, or whose corners are shallow,
+    # gives nothing away)
+    assert np.concatenate(drawn).mean() >= 0.95
+    assert np.concatenate(found).mean() >= 0.55
 
 
-def test_split_concave_grains_rejects_bad_maps():
+def test_split_concave_grains_rejects_bad_maps_and_settings():
     with pytest.raises(GrainsError):
         split_concave_grains(np.zeros((3, 3, 3)))
+    ok = np.zeros((20, 20), bool)
+    for bad in ({"min_depth": float("nan")}, {"min_depth": -1}, {"min_area": 0},
+                {"max_angle": 0}, {"single_gain": -0.1}):
+        with pytest.raises(GrainsError, match=next(iter(bad))):
+            split_concave_grains(ok, **bad)
+    # uint8 0/255 maps are read like bool ones
+    labels, _ = hex_tiling((120, 160), spacing=40.0)
+    b = boundaries_of(labels)
+    b[:, 60:100] &= labels[:, 60:100] == labels[60, 80]  # erase some walls near the centre
+    np.testing.assert_array_equal(split_concave_grains(b.astype(np.uint8) * 255),
+                                  split_concave_grains(b))
     assert not split_concave_grains(np.zeros((20, 20), bool)).any()
     assert not split_concave_grains(np.ones((20, 20), bool)).any()
 
@@ -295,19 +312,33 @@ def ndi_distance(mask: np.ndarray) -> np.ndarray:
 
 
 def test_split_concave_grains_cuts_from_one_corner_when_the_wall_runs_to_the_edge():
-    from skimage.draw import line
-
     b = np.zeros((60, 100), bool)
     b[:, [0, -1]] = True
     b[-1, :] = True
-    b[40:, 50] = True  # a Y junction at (40, 50): one wall down to the bottom ...
-    rr, cc = line(40, 50, 0, 10)
-    b[rr, cc] = True  # ... one up-left to the top edge; the one up-right is invisible
+    b[30, :61] = True  # a wall from the left edge to a junction at (30, 60) ...
+    b[30:, 60] = True  # ... one from there down to the bottom; the one up to the top is
+    # invisible, so the top-left grain and the right one merge into an L (one corner)
     assert label_grains(b, close_gaps=0, min_area=1).max() == 2
     cut = split_concave_grains(b)
     assert cut.any()
     assert label_grains(b | cut, close_gaps=0, min_area=1).max() == 3
     rows, cols = np.nonzero(cut)
-    start = np.hypot(rows - 40, cols - 50).min()
-    assert start <= 3  # it starts at the junction
+    assert np.hypot(rows - 30, cols - 60).min() <= 3  # it starts at the junction
+    assert rows.min() <= 1  # and runs to the image edge
     assert not split_concave_grains(b, single_gain=0).any()  # one corner alone: no cut then
+
+
+def test_split_concave_grains_splits_three_grains_merged_in_a_row():
+    # two missing walls: the merged region has two corners under one hull edge on each side
+    labels, _ = hex_tiling((240, 320), spacing=40.0)
+    b = boundaries_of(labels)
+    row = labels[120, 60:]
+    a = int(row[0])
+    others = [int(v) for v in dict.fromkeys(row.tolist()) if v != a]
+    mid, right = others[0], others[1]
+    merged, w1 = _erase_wall(labels, b, a, mid)
+    merged, w2 = _erase_wall(labels, merged, mid, right)
+    assert label_grains(merged, close_gaps=0, min_area=1).max() == labels.max() - 2
+    cut = split_concave_grains(merged)
+    assert label_grains(merged | cut, close_gaps=0, min_area=1).max() == labels.max()
+    assert ndi_distance(~(w1 | w2))[cut].max() <= 2  # both cuts lie on the erased walls

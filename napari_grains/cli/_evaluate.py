@@ -64,7 +64,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-concave", type=float, metavar="D",
                         help="passed to the pipeline: split merged grains with a straight cut "
                              "between two concave corners at least D x the grain's diameter "
-                             "deep (default 0.07; 0: off)")
+                             "deep (default 0.05; 0: off)")
     parser.add_argument("--sets", metavar="NAME[,NAME]",
                         help="only these sets (of a benchmark folder, or to make)")
     parser.add_argument("--limit", type=int, metavar="N",

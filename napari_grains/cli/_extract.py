@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "script, the authors' script; 0: off)")
     parser.add_argument("--split-concave", type=float, default=None, metavar="D",
                         help="split merged grains with a straight cut between two concave "
-                             "corners at least D x the grain's diameter deep (default 0.07; 0 "
+                             "corners at least D x the grain's diameter deep (default 0.05; 0 "
                              "with --mode paper --convergence script; 0: off)")
     parser.add_argument("--tile-size", type=int, default=1024,
                         help="native mode: tile size for large images (multiple of 16)")

@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--threshold", type=float, help="boundary threshold of the final map, 0..1")
     g.add_argument("--max-iterations", type=int, metavar="N", help="cap on Net2 iterations")
     g.add_argument("--extend-ends", type=float, metavar="K", help="prolong loose boundary ends to the next boundary, at most this many mean grain intercepts (default 0.5; 0: off)")
-    g.add_argument("--split-concave", type=float, metavar="D", help="split merged grains with a straight cut between two concave corners at least D x the grain's diameter deep (default 0.07; 0: off)")
+    g.add_argument("--split-concave", type=float, metavar="D", help="split merged grains with a straight cut between two concave corners at least D x the grain's diameter deep (default 0.05; 0: off)")
     g = parser.add_argument_group("where it runs")
     g.add_argument("--workers", type=int, metavar="N",
                    help="local processes for folders (default: number of CPU cores)")
