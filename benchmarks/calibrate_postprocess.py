@@ -1,7 +1,7 @@
 """Calibrate the two geometric clean-ups of a map on synthetic images that are not the benchmark's.
 
 Run ``.venv/bin/python benchmarks/calibrate_postprocess.py [--model default]
-[--grid EXT:SPLIT ...] [--cache DIR]``, e.g. ``--grid 1:0 0.5:0.07 1:0.07`` (the default grid is wider).
+[--grid EXT:SPLIT ...] [--cache DIR]``, e.g. ``--grid 1:0 0.5:0.05 1:0.05`` (the default grid is wider).
 
 After thresholding, extraction prolongs loose boundary ends to the next boundary
 (``ExtractParams.extend_ends``, in mean intercepts) and then splits merged grains at pairs of deep
@@ -39,8 +39,8 @@ from napari_grains.synth import generate_pair
 COUNTS = {"paper96": 20, "large-large": 6, "large-medium": 6, "large-small": 6, "realistic": 12}
 #: tuning seeds: each benchmark set's own seed minus this
 SEED_SHIFT = 200_000_000
-DEFAULT_GRID = ["0:0", "1:0", "0.5:0", "0:0.07", "0.5:0.05", "0.5:0.07", "0.5:0.1", "1:0.07",
-                "1:0.1"]
+DEFAULT_GRID = ["0:0", "1:0", "0.5:0", "0:0.05", "0.5:0.03", "0.5:0.05", "0.5:0.07", "0.5:0.1",
+                "1:0.05"]
 
 
 def postprocess(b: np.ndarray, extend_ends: float, split_concave: float) -> np.ndarray:

@@ -10,7 +10,8 @@ Stages (each a public function, so a GUI or a notebook can run them one by one):
 4. :func:`iter_net2` -- Net2 applied to its own output until convergence (a generator).
 5. :func:`finalize` -- threshold, closing with a disk of radius 2, back to the original size,
    loose boundary ends prolonged to the next boundary
-   (:func:`napari_grains.grains.extend_loose_ends`).
+   (:func:`napari_grains.grains.extend_loose_ends`), merged grains split between their
+   concave corners (:func:`napari_grains.grains.split_concave_grains`).
 
 :func:`iter_extract` runs them all as a generator of :class:`ExtractEvent` (one per stage and one
 per Net2 iteration, data at the original image size), and returns an :class:`ExtractResult` as

@@ -596,7 +596,8 @@ def _two_pieces(mask: np.ndarray, rr: np.ndarray, cc: np.ndarray, min_area: int)
 
 def _line_width(b: np.ndarray) -> float:
     """Mean width (px) of the boundary lines: twice their area over their edge pixels (a band
-    of width w and length L has area wL and about 2L edge pixels)."""
+    of width w ≥ 2 and length L has area wL and about 2L edge pixels; a 1 px line, all edge,
+    measures 2, which the split's 2 px floor covers anyway)."""
     import cv2
 
     u8 = b.view(np.uint8)

@@ -29,6 +29,21 @@ def _sets(folder: Path) -> dict:
     return {name: {k: v.get(k) for k in KEYS} for name, v in m["sets"].items()}
 
 
+def _extraction(*folders: Path) -> dict:
+    """The extraction settings the evaluations ran with: the library's defaults, overridden
+    by what each metrics.json records (evaluate --extend-ends, --split-concave, ...). The
+    two evaluations must agree, or the card would compare unlike figures."""
+    keys = ("extend_ends", "split_concave", "threshold", "closing_radius", "max_iterations",
+            "convergence", "mode", "scale")
+    found = []
+    for folder in folders:
+        settings = json.loads((folder / "metrics.json").read_text()).get("settings", {})
+        found.append({k: settings.get(k, getattr(ExtractParams(), k)) for k in keys})
+    if any(f != found[0] for f in found[1:]):
+        raise SystemExit(f"the evaluations ran with different extraction settings: {found}")
+    return found[0]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("eval_default", type=Path)
@@ -67,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             "data": "napari-grains evaluate --make-benchmark bench_data (benchmark version 1)",
             "tolerance_px": 2.0,
             # the map's finishing steps change every figure; record the ones used
-            "extraction": {k: getattr(ExtractParams(), k)
-                           for k in ("extend_ends", "split_concave", "threshold",
-                                     "closing_radius", "max_iterations", "convergence")},
+            "extraction": _extraction(a.eval_default, a.eval_paper),
             "this_model": ours,
             "paper_model": paper,
             "wins": {s: {k: (ours[s][k] > paper[s][k]) for k in ("f1", "eq1_accuracy")}
