@@ -171,16 +171,30 @@ def _color_kind(arr: np.ndarray) -> str:
     return "color" if float(spread.mean()) > 0.02 else "gray"
 
 
-def color_note(m: Micrograph) -> str | None:
+def color_note(m: Micrograph | np.ndarray, name: str | None = None) -> str | None:
     """What a user should know when a colour image was turned gray, else None.
 
     The pipeline works on one gray channel, made with luminance weights as the authors'
     MATLAB code does (``rgb2gray``). Grains that differ in hue but not in brightness (colour
     etching, polarised light) then look alike, and their boundary can be missed.
+
+    Parameters
+    ----------
+    m : Micrograph or ndarray
+        A micrograph read by :func:`read_image` (its metadata say whether the file was in
+        colour), or the array of an image layer (looked at directly).
+    name : str, optional
+        What to call the image in the note (default: the file's name).
     """
-    if m.metadata.get("color") != "color":
-        return None
-    name = m.path.name if m.path is not None else "the image"
+    if isinstance(m, Micrograph):
+        if m.metadata.get("color") != "color":
+            return None
+        name = name or (m.path.name if m.path is not None else None)
+    else:
+        a = np.asarray(m)
+        if not (a.ndim == 3 and a.shape[-1] in (3, 4)) or _color_kind(a) != "color":
+            return None
+    name = name or "the image"
     return (f"{name} is a colour image; napari-grains turned it gray with luminance weights "
             "(as MATLAB's rgb2gray), so grains that differ only in hue look alike and their "
             "boundaries can be missed.")

@@ -300,3 +300,24 @@ def test_a_new_run_never_overwrites_edited_boundaries(dock, qtbot, monkeypatch):
     combo.addItems(["other", "synthetic TEM"])
     pair_image_combo(combo, "synthetic TEM boundaries [2]")
     assert combo.currentText() == "synthetic TEM"
+
+
+def test_colour_layer_gets_a_note_once(make_napari_viewer, qtbot, monkeypatch):
+    import napari_grains._widgets.extraction as dock_module
+
+    seen = []
+    monkeypatch.setattr(dock_module, "show_info", seen.append)
+    viewer = make_napari_viewer()
+    data = synthetic_sample(seed=SYNTHETIC_SEED)[0][0]
+    colour = np.stack([data, data * 0.5, 1 - data], axis=-1).astype(np.float32)
+    viewer.add_image(colour, name="tinted", rgb=True)
+    widget = ExtractionWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.live.setChecked(False)
+    widget.max_iter.setValue(1)
+    widget.net1_btn.click()
+    _wait_idle(qtbot, widget)
+    widget.net1_btn.click()
+    _wait_idle(qtbot, widget)
+    notes = [s for s in seen if "colour image" in s]
+    assert len(notes) == 1 and "tinted" in notes[0]

@@ -57,7 +57,7 @@ from napari_grains._widgets._common import (
     scrolled_layout,
 )
 from napari_grains.errors import GrainsError
-from napari_grains.io import to_gray_float
+from napari_grains.io import color_note, to_gray_float
 from napari_grains.sidecar import data_sha256
 
 PREVIEW_DEBOUNCE_MS = 300
@@ -210,6 +210,7 @@ class ExtractionWidget(QWidget):
         self.previews_shown = 0
         self._models: dict[str, Any] = {}
         self._scales: dict[tuple, float] = {}
+        self._colour_noted: set[str] = set()  # images whose "turned gray" note was shown
         self._build()
         self._preview_timer = QTimer(self, singleShot=True, interval=PREVIEW_DEBOUNCE_MS)
         self._preview_timer.timeout.connect(self.preview_edges)
@@ -460,6 +461,11 @@ class ExtractionWidget(QWidget):
             notify_error(exc, "extraction")
             return
         fp = fingerprint(image)
+        if image.ndim == 3 and fp not in self._colour_noted:  # once per image
+            self._colour_noted.add(fp)
+            note = color_note(image, layer.name)
+            if note:
+                show_info(note)
         net1_key, net2_key = _stage_keys(fp, self.model_key(), params)
         s = self.session
         if s is None or s.net1_key != net1_key or s.image != layer.name:
