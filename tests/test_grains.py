@@ -342,3 +342,34 @@ def test_split_concave_grains_splits_three_grains_merged_in_a_row():
     cut = split_concave_grains(merged)
     assert label_grains(merged | cut, close_gaps=0, min_area=1).max() == labels.max()
     assert ndi_distance(~(w1 | w2))[cut].max() <= 2  # both cuts lie on the erased walls
+
+
+def test_a_ragged_notch_is_one_corner():
+    from napari_grains.grains import _concave_corners
+
+    # a square region with a V notch from the top whose right flank has small teeth: the
+    # teeth are local maxima of the depth, but not prominent ones
+    m = np.zeros((64, 64), bool)
+    m[1:63, 1:63] = True
+    for r in range(1, 31):
+        m[r, 32 - (31 - r):32 + (31 - r) + 1] = False  # apex at (30, 32)
+    for r in range(6, 28, 4):
+        c = 32 + (31 - r) + 1
+        m[r:r + 2, c:c + 2] = False
+    corners = _concave_corners(m, 0.05, 2.0)
+    assert len(corners) == 1
+    (p, inward, depth), = corners
+    assert abs(p[0] - 31) <= 1 and abs(p[1] - 32) <= 1 and depth > 20
+    assert inward[0] > 0.9  # into the region, straight down
+
+
+def test_a_cut_is_not_prolonged_across_a_wall():
+    from napari_grains.grains import _cut_pixels
+
+    m = np.ones((20, 20), bool)
+    m[:, 10] = False  # a one-pixel wall; the region is on both sides of it
+    rr, cc = _cut_pixels(m, np.array([10.0, 11.0]), np.array([10.0, 17.0]))
+    cut = set(zip(rr.tolist(), cc.tolist()))
+    assert {(10, c) for c in range(11, 18)} <= cut  # the segment itself
+    assert (10, 18) in cut and (10, 19) in cut  # prolonged while in the region ...
+    assert (10, 9) not in cut and (10, 8) not in cut  # ... but not beyond the wall
