@@ -1110,6 +1110,15 @@ def iter_evaluate(
         **{k: (v if isinstance(v, (int, float, str, bool)) else str(v))
            for k, v in overrides.items()},
     )
+    if model is not None:  # every extraction setting the model ran with, defaults included
+        from dataclasses import asdict
+
+        from napari_grains.extract import ExtractParams
+
+        summary["settings"]["extraction"] = {
+            k: (v if v is None or isinstance(v, (int, float, str, bool)) else
+                list(v) if isinstance(v, tuple) else str(v))
+            for k, v in asdict(ExtractParams(**overrides)).items()}
     summary["failed"] = [{"set": p.set, "name": p.name, "error": m} for p, m in failed]
     return EvaluationResult(table, summary)
 

@@ -30,15 +30,19 @@ def _sets(folder: Path) -> dict:
 
 
 def _extraction(*folders: Path) -> dict:
-    """The extraction settings the evaluations ran with: the library's defaults, overridden
-    by what each metrics.json records (evaluate --extend-ends, --split-concave, ...). The
-    two evaluations must agree, or the card would compare unlike figures."""
+    """The extraction settings the evaluations ran with: what each metrics.json records
+    (``settings.extraction``; for older evaluations, the library's defaults overridden by
+    the recorded options). The two evaluations must agree, or the card would compare unlike
+    figures."""
     keys = ("extend_ends", "split_concave", "threshold", "closing_radius", "max_iterations",
             "convergence", "mode", "scale")
     found = []
     for folder in folders:
         settings = json.loads((folder / "metrics.json").read_text()).get("settings", {})
-        found.append({k: settings.get(k, getattr(ExtractParams(), k)) for k in keys})
+        # newer evaluations store every setting; older ones only what was overridden
+        ran = settings.get("extraction") or {k: settings.get(k, getattr(ExtractParams(), k))
+                                             for k in keys}
+        found.append({k: ran.get(k) for k in keys})
     if any(f != found[0] for f in found[1:]):
         raise SystemExit(f"the evaluations ran with different extraction settings: {found}")
     return found[0]

@@ -374,6 +374,14 @@ def test_evaluate_runs_a_model_and_times_it(tmp_path):
     assert 0.0 <= row["precision"] <= 1.0 and 0.0 < row["recall"] <= 1.0
     assert res.summary["settings"]["model"] == "paper"
     assert res.summary["settings"]["mode"] == "paper"
+    # every extraction setting is recorded, defaults included (the model card reads them)
+    ran = res.summary["settings"]["extraction"]
+    assert ran["mode"] == "paper" and ran["max_iterations"] == 2
+    from napari_grains.extract import ExtractParams
+
+    assert ran["split_concave"] == ExtractParams().split_concave
+    assert ran["percentiles"] == list(ExtractParams().percentiles)
+    json.dumps(res.summary)  # JSON-ready
 
 
 def test_net2_fixed_point_scores_every_iteration():
