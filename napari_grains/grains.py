@@ -465,12 +465,15 @@ def _concave_corners(mask: np.ndarray, min_depth: float, floor: float = 2.0) -> 
         length = float(np.hypot(*chord))
         if length == 0:
             continue
-        idx = np.arange(s, e + 1) if e >= s else np.r_[np.arange(s, len(pts)), np.arange(e + 1)]
+        idx = (np.arange(s, e + 1) if e >= s
+               else np.concatenate((np.arange(s, len(pts)), np.arange(e + 1))))
         seg = pts[idx]
         normal = np.array([-chord[1], chord[0]]) / length
         dist = np.abs((seg - a) @ normal)
         # zeros at both ends: the hull vertices themselves are never corners
-        peaks, _ = find_peaks(np.r_[0.0, dist, 0.0], height=limit, prominence=limit)
+        padded = np.zeros(dist.size + 2)
+        padded[1:-1] = dist
+        peaks, _ = find_peaks(padded, height=limit, prominence=limit)
         for k in peaks - 1:
             p = seg[k]
             foot = a + chord * (float((p - a) @ chord) / (length * length))
