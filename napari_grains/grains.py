@@ -325,7 +325,6 @@ def _bridge_gaps(skel: np.ndarray, max_gap: int) -> np.ndarray:
     return out
 
 
-_FOUR = ndi.generate_binary_structure(2, 1)
 _EIGHT = tuple((dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc)
 
 
