@@ -1,7 +1,7 @@
 """Is Net2 a stable refiner? Boundary F1 against the number of Net2 iterations (1..50).
 
 Run ``.venv/bin/python benchmarks/net2_iterations.py [--data bench_data] [--limit 3]
-[--models paper default] [--plot docs/img/net2_iterations.png] [--json FILE]``; ``--load FILE...``
+[--models paper default] [--finish] [--plot docs/img/net2_iterations.png] [--json FILE]``; ``--load FILE...``
 reports and plots curves saved earlier with ``--json`` (e.g. one run per model).
 
 For each benchmark set (``napari-grains evaluate --make-benchmark bench_data``) and each model it
@@ -10,8 +10,9 @@ scores, on the first ``--limit`` images of the set:
 - **from Net1**: the whole pipeline (``napari_grains.extract.extract`` with its defaults, native
   mode, automatic scale) forced to run all ``--iterations`` Net2 iterations (convergence
   tolerance 0); iteration 0 is Net1's initial guess. Every iteration is finished like the
-  pipeline finishes its last one (threshold 0.2, closing with a disk of radius 2) and scored
-  against the ground truth (tolerance 2 px);
+  pipeline finishes its last one (threshold 0.2, closing with a disk of radius 2; with
+  ``--finish`` also the loose ends prolonged and concave grains split) and scored against
+  the ground truth (tolerance 2 px);
 - **from truth**: Net2 applied again and again to the ground-truth boundary map itself. A stable
   refiner keeps a correct map (F1 stays near 1); a drifting one erases and invents boundaries.
 
@@ -65,11 +66,32 @@ def refine_from(model, start: np.ndarray, iterations: int,
     return out
 
 
+def finished(binarize):
+    """``binarize`` followed by the pipeline's two clean-ups at today's defaults: loose ends
+    prolonged (``extend_ends``) and concave grains split (``split_concave``)."""
+    from napari_grains.extract import mean_intercept
+    from napari_grains.grains import extend_loose_ends, split_concave_grains
+
+    p = ExtractParams()
+
+    def finish(prob: np.ndarray) -> np.ndarray:
+        b = binarize(prob)
+        if b.any() and p.extend_ends > 0:
+            b = b | extend_loose_ends(b, p.extend_ends * mean_intercept(b))
+        if b.any() and p.split_concave > 0:
+            b = b | split_concave_grains(b, p.split_concave)
+        return b
+
+    return finish
+
+
 def run(data: Path, models: list[str], limit: int, iterations: int,
-        sets: list[str] | None) -> dict:
+        sets: list[str] | None, finish: bool = False) -> dict:
     pairs = find_pairs(data)
     names = sorted({p.set for p in pairs}) if sets is None else sets
     binarize = threshold_and_close(0.2, 2)
+    if finish:
+        binarize = finished(binarize)
     params = ExtractParams(max_iterations=iterations, tolerance=0.0)
     results: dict = {}
     for model_name in models:
@@ -166,6 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=50)
     ap.add_argument("--sets", nargs="+")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--finish", action="store_true",
+                    help="also prolong loose ends and split concave grains at every iteration, "
+                         "as the pipeline finishes its last one")
     ap.add_argument("--plot", type=Path, help="write the curves to this PNG")
     ap.add_argument("--json", type=Path, help="write the curves to this JSON file")
     ap.add_argument("--load", type=Path, nargs="+",
@@ -179,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 m, s = key.split("/", 1)
                 results[(m, s)] = r
     else:
-        results = run(a.data, a.models, a.limit, a.iterations, a.sets)
+        results = run(a.data, a.models, a.limit, a.iterations, a.sets, finish=a.finish)
     print(report(results))
     if a.plot:
         plot(results, a.plot)
