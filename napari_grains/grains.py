@@ -610,13 +610,13 @@ def _line_width(b: np.ndarray) -> float:
 
 
 def _regions(boundaries: np.ndarray):
-    """4-connected regions of the complement: count (background 0 included), int32 labels
-    and OpenCV's stats rows (left, top, width, height, area) per label."""
+    """4-connected regions of the complement: int32 labels (0 = boundary) and OpenCV's
+    stats rows (left, top, width, height, area), one per label."""
     import cv2
 
     free = (~boundaries).view(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(free, connectivity=4, ltype=cv2.CV_32S)
-    return n, labels, stats
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(free, connectivity=4, ltype=cv2.CV_32S)
+    return labels, stats
 
 
 def _pieces(mask: np.ndarray) -> tuple[int, np.ndarray]:
@@ -702,14 +702,15 @@ def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.05, *,
         return out
     cur = b.copy()
     floor = max(2.0, _line_width(b))  # shallower dents are the line's own ragged edge
-    n, labels, boxes = _regions(cur)
-    look = range(1, n)  # the first round looks at every region, later ones at the cut ones
+    labels, boxes = _regions(cur)
+    # the first round looks at every region big enough to leave two pieces, later rounds at
+    # those beside the new cuts (texture can make hundreds of thousands of specks)
+    look = np.flatnonzero(boxes[:, 4] >= 2 * min_area)
+    look = look[look > 0]
     for _ in range(max(int(max_rounds), 0)):
         new = np.zeros(b.shape, bool)
-        for lab in look:
-            c0, r0, w, h, area = (int(v) for v in boxes[lab])
-            if area < 2 * min_area:
-                continue
+        for c0, r0, w, h, lab in zip(*(boxes[look, i].tolist() for i in range(4)),
+                                     look.tolist()):
             mask = np.zeros((h + 2, w + 2), bool)
             mask[1:-1, 1:-1] = labels[r0:r0 + h, c0:c0 + w] == lab
             cut = _best_cut(mask, min_depth, min_area, max_angle, single_gain, floor)
@@ -722,11 +723,12 @@ def split_concave_grains(boundaries: np.ndarray, min_depth: float = 0.05, *,
             break
         cur |= new
         out |= new
-        n, labels, boxes = _regions(cur)
+        labels, boxes = _regions(cur)
         rr, cc = np.nonzero(new)  # the regions beside the new cuts are looked at again
         near = [labels[np.clip(rr + dr, 0, b.shape[0] - 1), np.clip(cc + dc, 0, b.shape[1] - 1)]
                 for dr in (-1, 0, 1) for dc in (-1, 0, 1)]
-        look = [int(v) for v in np.unique(np.concatenate(near)) if v]
+        look = np.unique(np.concatenate(near))
+        look = look[(look > 0) & (boxes[look, 4] >= 2 * min_area)]
     return out & ~b
 
 
