@@ -31,8 +31,7 @@ import torch
 
 from napari_grains.benchdata import SETS
 from napari_grains.evaluate import score_boundaries
-from napari_grains.extract import extract, mean_intercept
-from napari_grains.grains import extend_loose_ends, split_concave_grains
+from napari_grains.extract import ExtractParams, clean_up, extract
 from napari_grains.nets import load_model
 from napari_grains.synth import generate_pair
 
@@ -45,12 +44,7 @@ DEFAULT_GRID = ["0:0", "1:0", "0.5:0", "0:0.05", "0.5:0.03", "0.5:0.05", "0.5:0.
 
 def postprocess(b: np.ndarray, extend_ends: float, split_concave: float) -> np.ndarray:
     """The clean-ups of ``extract.finalize`` applied to a thresholded map."""
-    b = b.copy()
-    if extend_ends > 0 and b.any():
-        b |= extend_loose_ends(b, extend_ends * mean_intercept(b))
-    if split_concave > 0 and b.any():
-        b |= split_concave_grains(b, split_concave)
-    return b
+    return clean_up(b, ExtractParams(extend_ends=extend_ends, split_concave=split_concave))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,22 +67,11 @@ def refine_from(model, start: np.ndarray, iterations: int,
 
 
 def finished(binarize):
-    """``binarize`` followed by the pipeline's two clean-ups at today's defaults: loose ends
-    prolonged (``extend_ends``) and concave grains split (``split_concave``)."""
-    from napari_grains.extract import mean_intercept
-    from napari_grains.grains import extend_loose_ends, split_concave_grains
+    """``binarize`` followed by the pipeline's two clean-ups at today's defaults
+    (``extract.clean_up``: loose ends prolonged, concave grains split)."""
+    from napari_grains.extract import clean_up
 
-    p = ExtractParams()
-
-    def finish(prob: np.ndarray) -> np.ndarray:
-        b = binarize(prob)
-        if b.any() and p.extend_ends > 0:
-            b = b | extend_loose_ends(b, p.extend_ends * mean_intercept(b))
-        if b.any() and p.split_concave > 0:
-            b = b | split_concave_grains(b, p.split_concave)
-        return b
-
-    return finish
+    return lambda prob: clean_up(binarize(prob))
 
 
 def run(data: Path, models: list[str], limit: int, iterations: int,
